@@ -1,0 +1,153 @@
+"""Event models of the log, their canonical form and the hash chain.
+
+Three events change a session: ``items_added``, ``item_popped`` (it records the item it
+removed) and ``session_cleared``. Each is immutable, carries a schema version, and is
+linked to its predecessor by ``hash = sha256(prev_hash + canonical event)``.
+
+Example:
+    ```python
+    from eventstore.events import ItemsAdded, chain_hash, GENESIS_HASH
+
+    event = ItemsAdded(session_id="s", seq=1, ts="2026-01-01T00:00:00.000Z", token="t",
+                       items=[{"role": "user", "content": "hi"}])
+    digest = chain_hash(GENESIS_HASH, event)
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import CorruptEventError, InvalidItemError
+
+SCHEMA_VERSION = 1
+GENESIS_HASH = "0" * 64
+
+JsonItem = dict[str, Any]
+
+
+class _EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    session_id: str
+    seq: int = Field(ge=1)
+    ts: str
+    user_id: str | None = None
+    token: str
+
+
+class ItemsAdded(_EventBase):
+    """Items appended to the conversation, oldest first."""
+
+    type: Literal["items_added"] = "items_added"
+    items: list[JsonItem]
+
+
+class ItemPopped(_EventBase):
+    """The most recent item was removed; ``item`` is what was removed."""
+
+    type: Literal["item_popped"] = "item_popped"
+    item: JsonItem
+
+
+class SessionCleared(_EventBase):
+    """Every item before this event is gone from the conversation."""
+
+    type: Literal["session_cleared"] = "session_cleared"
+
+
+Event = Annotated[ItemsAdded | ItemPopped | SessionCleared, Field(discriminator="type")]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES = ("items_added", "item_popped", "session_cleared")
+
+
+def now_iso() -> str:
+    """Return the current UTC time as ISO 8601 with milliseconds and a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def canonical_json(value: Any) -> str:
+    """Serialise ``value`` deterministically (sorted keys, no spaces, UTF-8 kept)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    """Return the JSON form of an event, as hashed and exported."""
+    return event.model_dump(mode="json")
+
+
+def chain_hash(prev_hash: str, event: Event) -> str:
+    """Return ``sha256(prev_hash + canonical event)`` as hex."""
+    data = (prev_hash + canonical_json(event_body(event))).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_event(data: Mapping[str, Any]) -> Event:
+    """Validate a JSON-shaped event (e.g. one line of a ``jsonl`` export).
+
+    Raises:
+        CorruptEventError: Unknown type, unknown schema version or missing fields.
+    """
+    try:
+        return EVENT_ADAPTER.validate_python(dict(data))
+    except ValidationError as exc:
+        where = f"session {data.get('session_id')!r} seq {data.get('seq')!r}"
+        raise CorruptEventError(f"event at {where} is not valid: {exc}") from exc
+
+
+def validate_items(items: Sequence[Any]) -> list[JsonItem]:
+    """Check that every item is a JSON object that survives a round trip.
+
+    Args:
+        items: The items given to ``add_items``.
+
+    Returns:
+        The items as plain dictionaries.
+
+    Raises:
+        InvalidItemError: An item is not a mapping, or holds a value JSON cannot carry
+            (bytes, sets, objects, NaN or infinity, non-string keys).
+    """
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise InvalidItemError(f"add_items needs a list of items, got {type(items).__name__}")
+    checked: list[JsonItem] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InvalidItemError(
+                f"item {index} is a {type(item).__name__}, expected a JSON object (dict)"
+            )
+        problem = _json_problem(item, f"item {index}")
+        if problem:
+            raise InvalidItemError(problem)
+        checked.append(dict(item))
+    return checked
+
+
+def _json_problem(value: Any, path: str) -> str | None:
+    if value is None or isinstance(value, bool | str | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} is {value}, which JSON cannot hold"
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}"
+            problem = _json_problem(inner, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for index, inner in enumerate(value):
+            problem = _json_problem(inner, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    return f"{path} is a {type(value).__name__}, which is not JSON-serialisable"

@@ -1,0 +1,147 @@
+"""The state fold: events in, the current list of conversation items out.
+
+Two directions, one meaning:
+
+* ``apply_event`` folds oldest-first (projections, replay, rebuild);
+* ``NewestFirstFold`` folds newest-first, the order of a descending ``Query``, and says
+  as soon as the answer is known: a ``session_cleared`` ends the walk, and with
+  ``limit=N`` it stops once N live items are found. It can start from (end at) a
+  ``Snapshot`` -- the state after ``snapshot.seq``.
+
+Example:
+    ```python
+    fold = NewestFirstFold(limit=10)
+    for stored in newest_first_events:
+        fold.feed(stored)
+        if fold.done:
+            break
+    items = fold.items()
+    ```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .events import Event, JsonItem
+from .records import StoredEvent
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One live item, the seq of the event that added it, and when it expires."""
+
+    item: JsonItem
+    seq: int
+    ttl: int | None = None
+
+    def expired(self, now: float) -> bool:
+        """Whether the entry's ``ttl`` is in the past."""
+        return self.ttl is not None and self.ttl <= now
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state after applying every event up to and including ``seq``."""
+
+    seq: int
+    entries: tuple[Entry, ...] = ()
+
+    def items(self, now: float | None = None) -> list[JsonItem]:
+        """The live items, oldest first, without expired ones."""
+        at = time.time() if now is None else now
+        return [e.item for e in self.entries if not e.expired(at)]
+
+
+def apply_event(entries: list[Entry], event: Event, ttl: int | None = None) -> list[Entry]:
+    """Apply one event, oldest-first, to a list of entries (mutated and returned)."""
+    if event.type == "items_added":
+        entries.extend(Entry(item, event.seq, ttl) for item in event.items)
+    elif event.type == "item_popped":
+        if entries:
+            entries.pop()
+    else:
+        entries.clear()
+    return entries
+
+
+def fold_forward(
+    events: Iterable[StoredEvent], start: Snapshot | None = None, *, now: float | None = None
+) -> Snapshot:
+    """Fold events (oldest first) onto ``start``; expired events are skipped.
+
+    Events at or below ``start.seq`` are ignored, so a redelivered event changes nothing.
+    """
+    at = time.time() if now is None else now
+    entries = list(start.entries) if start else []
+    seq = start.seq if start else 0
+    for stored in events:
+        if stored.event.seq <= seq:
+            continue
+        seq = stored.event.seq
+        if stored.ttl is not None and stored.ttl <= at:
+            continue
+        apply_event(entries, stored.event, stored.ttl)
+    return Snapshot(seq, tuple(entries))
+
+
+@dataclass
+class NewestFirstFold:
+    """Fold events newest-first and stop as soon as the answer is known.
+
+    Args:
+        limit: Return at most the newest ``limit`` live items (``None``: all).
+        now: Clock for TTL checks (epoch seconds); defaults to the current time.
+    """
+
+    limit: int | None = None
+    now: float = field(default_factory=time.time)
+    done: bool = False
+    newest_seq: int | None = None
+    _pending_pops: int = 0
+    _collected: list[JsonItem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit <= 0:
+            self.done = True
+
+    def feed(self, stored: StoredEvent) -> None:
+        """Consume the next older event."""
+        event = stored.event
+        if self.newest_seq is None:
+            self.newest_seq = event.seq
+        if self.done or (stored.ttl is not None and stored.ttl <= self.now):
+            return
+        if event.type == "session_cleared":
+            self.done = True
+        elif event.type == "item_popped":
+            self._pending_pops += 1
+        else:
+            self._take(event.items)
+
+    def feed_snapshot(self, snapshot: Snapshot) -> None:
+        """Consume the state every older event folds to; the walk is then complete."""
+        if not self.done:
+            live = [e.item for e in snapshot.entries if not e.expired(self.now)]
+            self._take(live)
+        self.done = True
+
+    def finish(self) -> None:
+        """Mark the walk complete (the oldest event has been fed)."""
+        self.done = True
+
+    def items(self) -> list[JsonItem]:
+        """The answer: live items, oldest first."""
+        return list(reversed(self._collected))
+
+    def _take(self, items: Sequence[JsonItem]) -> None:
+        for item in reversed(items):
+            if self._pending_pops:
+                self._pending_pops -= 1
+                continue
+            self._collected.append(item)
+            if self.limit is not None and len(self._collected) >= self.limit:
+                self.done = True
+                return

@@ -1,0 +1,204 @@
+"""``DynamoDBSession``: an OpenAI Agents SDK session backed by an event log.
+
+A drop-in for the single-item ``DynamoDBSession`` users know (same constructor, same
+methods), but every ``add_items``, ``pop_item`` and ``clear_session`` is appended as an
+immutable event: writes cost the size of the change, not of the history; concurrent
+writers never lose each other's items; and a session is not capped at 400 KB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from agents.memory import SessionSettings
+from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
+
+from .errors import ConcurrencyError, ConditionFailedError, InvalidInputError
+from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
+from .fold import NewestFirstFold
+from .keys import validate_session_id
+from .log import EventLog, Head
+from .records import StoredEvent
+
+if TYPE_CHECKING:
+    from agents.items import TResponseInputItem
+
+MAX_APPEND_ATTEMPTS = 64
+_BACKOFF_BASE = 0.004
+_BACKOFF_CAP = 0.25
+
+
+class DynamoDBSession:
+    """Conversation history for one session id, stored as events in DynamoDB.
+
+    Args:
+        session_id: Identifies the conversation; the partition key (at most 1 KB).
+        dynamodb_client: A boto3 client or an aiobotocore client for DynamoDB.
+        table_name: A table created by ``create_table_if_not_exists`` or
+            ``template.yaml``.
+        ttl_seconds: When set, every event expires this many seconds after it is
+            written, and reads ignore expired events even before DynamoDB deletes them.
+        user_id: Owner of the session, recorded on each event and indexed by the
+            projector (``list_sessions``).
+        session_settings: SDK session settings; ``limit`` is the default for
+            ``get_items`` (an explicit ``limit`` wins).
+
+    Example:
+        ```python
+        from aiobotocore.session import get_session
+        from agents import Agent, Runner
+        from eventstore import DynamoDBSession
+
+        async with get_session().create_client("dynamodb") as client:
+            session = DynamoDBSession("user-123", client, "agent_sessions", ttl_seconds=86400)
+            result = await Runner.run(agent, "Hello", session=session)
+        ```
+    """
+
+    session_id: str
+    session_settings: SessionSettings | None
+
+    def __init__(
+        self,
+        session_id: str,
+        dynamodb_client: Any,
+        table_name: str,
+        ttl_seconds: int | None = None,
+        *,
+        user_id: str | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
+        self.session_id = validate_session_id(session_id)
+        if not isinstance(table_name, str) or not table_name:
+            raise InvalidInputError("table_name must be a non-empty string")
+        if ttl_seconds is not None and (
+            isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0
+        ):
+            raise InvalidInputError(f"ttl_seconds must be a positive int, got {ttl_seconds!r}")
+        if user_id is not None and (not isinstance(user_id, str) or not user_id):
+            raise InvalidInputError("user_id must be a non-empty string or None")
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+        self.user_id = user_id
+        self.session_settings = (
+            coerce_session_settings(session_settings) if session_settings is not None else None
+        )
+        self._log = EventLog(dynamodb_client, table_name)
+        self._head: Head | None = None
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """Return the conversation items, oldest first.
+
+        Args:
+            limit: Return only the newest ``limit`` items; ``None`` uses
+                ``session_settings.limit``, and without that returns everything.
+
+        Returns:
+            The items in chronological order.
+        """
+        effective = resolve_session_limit(limit, self.session_settings)
+        if effective is not None and effective <= 0:
+            return []
+        result = await self._log.read_newest(self.session_id, NewestFirstFold(limit=effective))
+        if result.head is not None:
+            self._head = result.head
+        items: list[TResponseInputItem] = result.items
+        return items
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append ``items`` as one ``items_added`` event (nothing is written for ``[]``).
+
+        Raises:
+            InvalidItemError: An item is not JSON-serialisable (nothing written).
+            PayloadTooLargeError: The items do not fit in one write (nothing written).
+        """
+        checked = validate_items(items)
+        if not checked:
+            return
+        token = uuid.uuid4().hex
+        await self._append(
+            lambda seq, ts: ItemsAdded(
+                session_id=self.session_id, seq=seq, ts=ts, user_id=self.user_id,
+                token=token, items=checked,
+            )
+        )
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item, or ``None`` when the session is empty.
+
+        Two concurrent pops never return the same item: the pop is an append at
+        ``head + 1``, so the loser re-reads and pops the next one.
+        """
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            result = await self._log.read_newest(self.session_id, NewestFirstFold(limit=1))
+            head = result.head or Head()
+            if not result.items:
+                self._head = head
+                return None
+            item = result.items[-1]
+            event = ItemPopped(
+                session_id=self.session_id, seq=head.seq + 1, ts=now_iso(),
+                user_id=self.user_id, token=uuid.uuid4().hex, item=item,
+            )
+            try:
+                stored = await self._log.put(event, head.hash, ttl=self._ttl())
+            except ConditionFailedError:
+                await _backoff(attempt)
+                continue
+            self._remember(stored)
+            popped: TResponseInputItem = item  # type: ignore[assignment]
+            return popped
+        raise ConcurrencyError(
+            f"pop_item on session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
+        )
+
+    async def clear_session(self) -> None:
+        """Append a ``session_cleared`` event; the history stays for audit.
+
+        Use ``convlog purge`` to erase a session's data.
+        """
+        token = uuid.uuid4().hex
+        await self._append(
+            lambda seq, ts: SessionCleared(
+                session_id=self.session_id, seq=seq, ts=ts, user_id=self.user_id, token=token
+            )
+        )
+
+    async def close(self) -> None:
+        """Release nothing: the client belongs to the caller, who closes it."""
+        self._head = None
+
+    async def _append(self, build: Callable[[int, str], Event]) -> StoredEvent:
+        head = self._head or await self._log.read_head(self.session_id)
+        ts = now_iso()
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            event = build(head.seq + 1, ts)
+            try:
+                stored = await self._log.put(event, head.hash, ttl=self._ttl())
+            except ConditionFailedError:
+                await _backoff(attempt)
+                head = await self._log.read_head(self.session_id)
+                continue
+            self._remember(stored)
+            return stored
+        raise ConcurrencyError(
+            f"append to session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
+        )
+
+    def _remember(self, stored: StoredEvent) -> None:
+        self._head = Head(stored.event.seq, stored.hash)
+
+    def _ttl(self) -> int | None:
+        return int(time.time()) + self.ttl_seconds if self.ttl_seconds else None
+
+    def __repr__(self) -> str:
+        return f"DynamoDBSession(session_id={self.session_id!r}, table={self.table_name!r})"
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))

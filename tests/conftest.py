@@ -1,0 +1,79 @@
+"""Shared fixtures: a real moto server over HTTP, real boto3/aiobotocore clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from eventstore import create_table_if_not_exists
+from eventstore.local import EmbeddedEndpoint
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-used")
+os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+
+
+@pytest.fixture(scope="session")
+def endpoint() -> Iterator[EmbeddedEndpoint]:
+    """moto's server on 127.0.0.1 and a free port, for the whole test run."""
+    with EmbeddedEndpoint() as ep:
+        yield ep
+
+
+@pytest.fixture
+def boto3_client(endpoint: EmbeddedEndpoint) -> Any:
+    return endpoint.client("dynamodb")
+
+
+@pytest.fixture
+async def aio_client(endpoint: EmbeddedEndpoint) -> AsyncIterator[Any]:
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client("dynamodb", **endpoint.client_kwargs()) as client:
+        yield client
+
+
+@pytest.fixture
+async def table(boto3_client: Any) -> str:
+    """A fresh convlog table per test."""
+    name = f"convlog-{uuid.uuid4().hex[:10]}"
+    await create_table_if_not_exists(boto3_client, name)
+    return name
+
+
+class RequestCounter:
+    """Counts HTTP requests a botocore client sends, by operation name."""
+
+    def __init__(self, client: Any) -> None:
+        self.counts: Counter[str] = Counter()
+        self.bytes_sent = 0
+        client.meta.events.register("before-send.dynamodb", self._on_send)
+
+    def _on_send(self, request: Any, **_: Any) -> None:
+        target = request.headers.get("X-Amz-Target", b"")
+        if isinstance(target, bytes):
+            target = target.decode()
+        self.counts[target.split(".")[-1]] += 1
+        body = request.body or b""
+        self.bytes_sent += len(body)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.bytes_sent = 0
+
+
+@pytest.fixture
+def counter(boto3_client: Any) -> RequestCounter:
+    """Counts the requests made through ``boto3_client``."""
+    return RequestCounter(boto3_client)
