@@ -77,3 +77,15 @@ class RequestCounter:
 def counter(boto3_client: Any) -> RequestCounter:
     """Counts the requests made through ``boto3_client``."""
     return RequestCounter(boto3_client)
+
+
+# --- fault injection and client factories (helper A) -----------------------------------
+
+
+@pytest.fixture
+def proxy(endpoint: EmbeddedEndpoint) -> Iterator[Any]:
+    """A ``tests.faults.FaultProxy`` in front of the moto server (fresh rules per test)."""
+    from faults import FaultProxy
+
+    with FaultProxy(endpoint.url) as fault_proxy:
+        yield fault_proxy
