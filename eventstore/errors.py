@@ -90,3 +90,7 @@ class CorruptEventError(ConvlogError):
 
 class OptionalDependencyError(ConvlogError, ImportError):
     """An optional extra is needed; the message names the ``pip install`` to run."""
+
+
+class StreamPumpError(ConvlogError):
+    """The local stream pump cannot go on (no stream, or a record failed too often)."""

@@ -1,0 +1,367 @@
+"""The local stream pump: a stand-in for Lambda's DynamoDB event source mapping.
+
+``StreamPump`` reads the table's stream through the ``dynamodbstreams`` API (moto's
+embedded endpoint, LocalStack, or AWS), turns each record into the shape Lambda
+delivers (binary values as base64 text, ``ApproximateCreationDateTime`` in epoch
+seconds, ``eventSourceARN``), drops records that do not match the event source
+mapping's filter (``STREAM_FILTER_PATTERN``), and calls the handler with batches of at
+most ``STREAM_BATCH_SIZE`` records -- the same settings ``template.yaml`` uses.
+
+Failures follow Lambda's ``ReportBatchItemFailures`` rules: the batch is checkpointed
+up to the first record named in ``batchItemFailures`` and the next delivery starts at
+that record. A handler exception or an unknown identifier fails the whole batch. After
+``max_retries`` failed deliveries of the same first record the pump either skips it
+(``on_exhausted="skip"``, logged at ERROR with its sequence number, session and seq --
+Lambda would hand it to the on-failure destination) or raises ``StreamPumpError``
+(``on_exhausted="stop"``). A batch whose handler crashed is skipped whole, like Lambda
+without bisecting.
+
+``drain()`` delivers everything in the stream right now and returns; it does not wait
+for the batching window. ``start()`` runs a background thread that polls, waits up to
+``batching_window_seconds`` for a batch to fill, and delivers; ``stop()`` ends it.
+eventstore never imports ``stream_handlers``: the handler is passed in.
+
+Example:
+    ```python
+    from eventstore.local import EmbeddedEndpoint
+    from eventstore.pump import StreamPump
+    from stream_handlers.projector import build_handler
+
+    with EmbeddedEndpoint() as endpoint:
+        client = endpoint.client("dynamodb")
+        pump = StreamPump(build_handler(client, "agent_sessions"), "agent_sessions",
+                          client_kwargs=endpoint.client_kwargs())
+        delivered = pump.drain()        # tests, `convlog demo`
+        pump.start()                    # `convlog serve`: keep projecting in the background
+        ...
+        pump.stop()
+    ```
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from .client import DynamoClient, wrap_client
+from .errors import StorageError, StreamPumpError
+from .table import STREAM_BATCH_SIZE, STREAM_BATCHING_WINDOW_SECONDS, STREAM_FILTER_PATTERN
+
+LOG = logging.getLogger("convlog.pump")
+StreamHandler = Callable[[dict[str, Any], Any], Any]
+RECORDS_PER_POLL = 1000
+
+
+@dataclass
+class PumpStats:
+    """Counters of a pump's life: records delivered (checkpointed), batches, retries."""
+
+    delivered: int = 0
+    batches: int = 0
+    retries: int = 0
+    skipped: int = 0
+    filtered: int = 0
+
+
+@dataclass
+class LocalContext:
+    """The slice of a Lambda context object the handler may read."""
+
+    function_name: str = "convlog-projector-local"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:convlog-projector"
+    aws_request_id: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Time left in the invocation (the pump does not time out)."""
+        return 900_000
+
+
+@dataclass
+class _Shard:
+    shard_id: str
+    iterator: str | None
+    buffer: list[dict[str, Any]] = field(default_factory=list)
+    first_seen: float | None = None
+    closed: bool = False
+
+
+def matches_filter(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """Whether a Lambda-shaped record matches an event-filtering pattern.
+
+    Supports the rules convlog uses: exact values, ``prefix``, ``exists`` and
+    ``anything-but`` (a value or a list of values), nested objects, lists as OR.
+
+    Raises:
+        ValueError: The pattern uses a rule this matcher does not know.
+    """
+    for key, sub in pattern.items():
+        present = isinstance(record, Mapping) and key in record
+        value = record.get(key) if present else None
+        if isinstance(sub, Mapping):
+            if not present or not matches_filter(sub, value):
+                return False
+        elif not any(_rule(rule, present, value) for rule in sub):
+            return False
+    return True
+
+
+def _rule(rule: Any, present: bool, value: Any) -> bool:
+    if not isinstance(rule, Mapping):
+        return present and value == rule
+    if "prefix" in rule:
+        return present and isinstance(value, str) and value.startswith(rule["prefix"])
+    if "exists" in rule:
+        return present == bool(rule["exists"])
+    if "anything-but" in rule:
+        banned = rule["anything-but"]
+        banned = banned if isinstance(banned, list) else [banned]
+        return present and value not in banned
+    raise ValueError(f"unsupported filter rule {dict(rule)!r}")
+
+
+def lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+    """Convert a ``GetRecords`` record (botocore-parsed) to the shape Lambda delivers."""
+    data = dict(record["dynamodb"])
+    created = data.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        data["ApproximateCreationDateTime"] = round(created.timestamp(), 3)
+    for image in ("Keys", "NewImage", "OldImage"):
+        if image in data:
+            data[image] = {k: _wire_value(v) for k, v in data[image].items()}
+    out = {k: v for k, v in record.items() if k != "dynamodb"}
+    out["eventSourceARN"] = stream_arn
+    out["dynamodb"] = data
+    return out
+
+
+def _wire_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return {"B": base64.b64encode(bytes(inner)).decode("ascii")}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(bytes(v)).decode("ascii") for v in inner]}
+    if kind == "M":
+        return {"M": {k: _wire_value(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_wire_value(v) for v in inner]}
+    return {kind: inner}
+
+
+class StreamPump:
+    """Feed a table's DynamoDB stream to a Lambda-style handler, locally.
+
+    Args:
+        handler: ``handler(event, context)`` returning ``{"batchItemFailures": [...]}``
+            (e.g. ``stream_handlers.projector.build_handler(client, table)``).
+        table_name: The table whose stream is read.
+        dynamodb: A boto3 DynamoDB client (to find the stream ARN).
+        streams: A boto3 ``dynamodbstreams`` client.
+        client_kwargs: Used to create the clients not given (``endpoint_url``,
+            ``region_name``, credentials), e.g. ``EmbeddedEndpoint.client_kwargs()``.
+        batch_size: Most records per delivery.
+        batching_window_seconds: How long the background loop waits for a batch to fill.
+        filter_pattern: The event-filtering pattern records must match.
+        max_retries: Failed deliveries of one record before it is given up.
+        on_exhausted: ``"skip"`` the record (logged) or ``"stop"`` (raise).
+        starting_position: ``"TRIM_HORIZON"`` (everything) or ``"LATEST"``.
+        poll_interval_seconds: Sleep between empty polls of the background loop.
+
+    Example:
+        ```python
+        pump = StreamPump(handler, "agent_sessions", client_kwargs=endpoint.client_kwargs())
+        assert pump.drain() == 3
+        ```
+    """
+
+    def __init__(
+        self,
+        handler: StreamHandler,
+        table_name: str,
+        *,
+        dynamodb: Any = None,
+        streams: Any = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        batch_size: int = STREAM_BATCH_SIZE,
+        batching_window_seconds: float = STREAM_BATCHING_WINDOW_SECONDS,
+        filter_pattern: Mapping[str, Any] | None = None,
+        max_retries: int = 3,
+        on_exhausted: Literal["skip", "stop"] = "skip",
+        starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON",
+        poll_interval_seconds: float = 0.2,
+    ) -> None:
+        if batch_size < 1 or max_retries < 0:
+            raise ValueError("batch_size must be >= 1 and max_retries >= 0")
+        import boto3
+
+        kwargs = dict(client_kwargs or {})
+        self.handler = handler
+        self.table_name = table_name
+        self.db: DynamoClient = wrap_client(dynamodb or boto3.client("dynamodb", **kwargs))
+        self.streams = DynamoClient(streams or boto3.client("dynamodbstreams", **kwargs))
+        self.batch_size = batch_size
+        self.window = batching_window_seconds
+        self.filter_pattern = STREAM_FILTER_PATTERN if filter_pattern is None else filter_pattern
+        self.max_retries = max_retries
+        self.on_exhausted = on_exhausted
+        self.starting_position = starting_position
+        self.poll_interval = poll_interval_seconds
+        self.stats = PumpStats()
+        self.context = LocalContext()
+        self._stream_arn: str | None = None
+        self._shards: dict[str, _Shard] = {}
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def stream_arn(self) -> str:
+        """The ARN of the table's latest stream."""
+        if self._stream_arn is None:
+            table = self.db.call_sync("describe_table", TableName=self.table_name)["Table"]
+            arn = table.get("LatestStreamArn")
+            if not arn:
+                raise StreamPumpError(f"table {self.table_name!r} has no stream enabled")
+            self._stream_arn = str(arn)
+        return self._stream_arn
+
+    def drain(self) -> int:
+        """Deliver every record now in the stream; return how many were checkpointed.
+
+        Raises:
+            StreamPumpError: A record failed ``max_retries`` times and
+                ``on_exhausted="stop"``.
+        """
+        with self._lock:
+            before = self.stats.delivered
+            while self._poll():
+                for shard in self._shards.values():
+                    while shard.buffer:
+                        self._deliver(shard)
+            return self.stats.delivered - before
+
+    def start(self) -> StreamPump:
+        """Start the background loop (returns ``self``); ``stop()`` ends it."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="convlog-pump", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the background loop and wait for the batch in flight to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> StreamPump:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    self._poll()
+                    for shard in self._shards.values():
+                        while shard.buffer and self._due(shard):
+                            self._deliver(shard)
+            except (StorageError, StreamPumpError) as exc:
+                LOG.error("stream pump stopped: %s", exc)
+                self.error = exc
+                return
+            self._stop.wait(self.poll_interval)
+
+    def _due(self, shard: _Shard) -> bool:
+        if len(shard.buffer) >= self.batch_size or shard.first_seen is None:
+            return True
+        return time.monotonic() - shard.first_seen >= self.window or self._stop.is_set()
+
+    def _poll(self) -> bool:
+        """Fetch new records of every shard into the buffers; whether any are buffered."""
+        description = self.streams.call_sync("describe_stream", StreamArn=self.stream_arn)
+        for info in description["StreamDescription"].get("Shards", []):
+            if info["ShardId"] not in self._shards:
+                position = "TRIM_HORIZON" if self._shards else self.starting_position
+                iterator = self.streams.call_sync(
+                    "get_shard_iterator", StreamArn=self.stream_arn, ShardId=info["ShardId"],
+                    ShardIteratorType=position,
+                )["ShardIterator"]
+                self._shards[info["ShardId"]] = _Shard(info["ShardId"], iterator)
+        for shard in self._shards.values():
+            while shard.iterator is not None:
+                page = self.streams.call_sync(
+                    "get_records", ShardIterator=shard.iterator, Limit=RECORDS_PER_POLL
+                )
+                shard.iterator = page.get("NextShardIterator")
+                records = page.get("Records", [])
+                for raw in records:
+                    record = lambda_record(raw, self.stream_arn)
+                    if matches_filter(self.filter_pattern, record):
+                        shard.buffer.append(record)
+                    else:
+                        self.stats.filtered += 1
+                if shard.buffer and shard.first_seen is None:
+                    shard.first_seen = time.monotonic()
+                if not records:
+                    break
+        return any(s.buffer for s in self._shards.values())
+
+    def _deliver(self, shard: _Shard) -> None:
+        batch = shard.buffer[: self.batch_size]
+        ids = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        self.stats.batches += 1
+        try:
+            response = self.handler({"Records": batch}, self.context)
+            failures = (response or {}).get("batchItemFailures") or []
+            named = {f.get("itemIdentifier") for f in failures}
+            first = next((i for i, rid in enumerate(ids) if rid in named), 0 if failures else None)
+            crashed = False
+        except Exception:
+            LOG.exception("stream handler raised on a batch of %d records", len(batch))
+            first, crashed = 0, True
+        if first is None:
+            self._checkpoint(shard, len(batch))
+            return
+        self._checkpoint(shard, first)
+        failed_id = ids[first]
+        self._attempts[failed_id] = self._attempts.get(failed_id, 0) + 1
+        if self._attempts[failed_id] <= self.max_retries:
+            self.stats.retries += 1
+            return
+        where = _describe(batch[first])
+        if self.on_exhausted == "stop":
+            raise StreamPumpError(
+                f"stream record {failed_id} ({where}) failed {self._attempts[failed_id]} times"
+            )
+        count = len(batch) - first if crashed else 1
+        LOG.error("giving up on %d stream record(s) from %s (%s) after %d attempts",
+                  count, failed_id, where, self._attempts[failed_id])
+        del shard.buffer[:count]
+        self.stats.skipped += count
+        self._attempts.pop(failed_id, None)
+
+    def _checkpoint(self, shard: _Shard, count: int) -> None:
+        for record in shard.buffer[:count]:
+            self._attempts.pop(record["dynamodb"]["SequenceNumber"], None)
+        del shard.buffer[:count]
+        self.stats.delivered += count
+        shard.first_seen = time.monotonic() if shard.buffer else None
+
+
+def _describe(record: Mapping[str, Any]) -> str:
+    keys = record.get("dynamodb", {}).get("Keys", {})
+    pk = keys.get("pk", {}).get("S", "?")
+    sk = keys.get("sk", {}).get("S", "?")
+    return f"{pk} {sk}"

@@ -1,0 +1,324 @@
+"""The derived views of a session (meta, snapshot) and of tools (result cache).
+
+The projector (``stream_handlers``) keeps these views; ``get_items``, ``ToolCache`` and
+``list_sessions`` read them. This module holds their item codecs -- pure, importable
+without botocore, so ``projections`` can build the same values -- and the conditional
+writes that make a projection idempotent:
+
+* session views (snapshot head and parts, meta item) are written together in one
+  transaction, each ``Put`` guarded by ``attribute_not_exists(pk) OR seq < :seq``;
+  a redelivered or replayed batch finds ``seq`` already there and changes nothing;
+* a tool-cache entry is written by ``UpdateItem`` guarded by ``created < :created``:
+  the newest result wins, a replay changes nothing, and the hit counter survives.
+
+Example:
+    ```python
+    from eventstore.views import read_views, write_session_views
+
+    state = await read_views(db, "agent_sessions", "s1")
+    await write_session_views(db, "agent_sessions", "s1", snapshot, meta, ttl=None)
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConditionFailedError, CorruptEventError, InvalidInputError
+from .events import canonical_json
+from .fold import Snapshot
+from .keys import (
+    META_SK,
+    SNAPSHOT_SK,
+    args_sk,
+    is_part_sk,
+    session_pk,
+    tool_pk,
+    user_pk,
+)
+from .records import AttrMap
+from .snapshots import decode_snapshot, encode_snapshot
+
+if TYPE_CHECKING:
+    from .client import DynamoClient
+
+VIEW_CONDITION = "attribute_not_exists(pk) OR seq < :seq"
+TOOL_ENTRY_CONDITION = "attribute_not_exists(pk) OR #c < :created"
+MAX_TOOL_OUTPUT_BYTES = 300_000
+META_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SessionMeta:
+    """The per-session summary indexed by user (``sk = META``)."""
+
+    session_id: str
+    seq: int
+    created: str
+    last_active: str
+    item_count: int
+    user_id: str | None = None
+    title: str | None = None
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolCacheEntry:
+    """One cached tool result (``pk = TOOL#<name>``, ``sk = ARGS#<sha256>``)."""
+
+    tool_name: str
+    arguments_hash: str
+    output: Any
+    created: str
+    ttl: int | None = None
+    session_id: str | None = None
+    call_id: str | None = None
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the projector reads before applying a batch: the session's current views."""
+
+    snapshot: Snapshot | None = None
+    meta: SessionMeta | None = None
+
+    @property
+    def consistent(self) -> bool:
+        """Whether snapshot and meta exist and describe the same ``seq``."""
+        return (
+            self.snapshot is not None
+            and self.meta is not None
+            and self.snapshot.seq == self.meta.seq
+        )
+
+
+def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
+    """Return the canonical JSON of tool arguments (sorted keys, no whitespace).
+
+    Raises:
+        InvalidInputError: ``arguments`` is neither a mapping nor a JSON string.
+    """
+    if isinstance(arguments, str):
+        try:
+            value: Any = json.loads(arguments) if arguments.strip() else {}
+        except ValueError as exc:
+            raise InvalidInputError(f"tool arguments are not valid JSON: {exc}") from exc
+    elif isinstance(arguments, Mapping):
+        value = dict(arguments)
+    else:
+        raise InvalidInputError(
+            f"tool arguments must be a dict or a JSON string, got {type(arguments).__name__}"
+        )
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"tool arguments are not JSON-serialisable: {exc}") from exc
+
+
+def arguments_hash(arguments: Mapping[str, Any] | str) -> str:
+    """Return the sha256 (hex) of the canonical JSON of tool arguments."""
+    return hashlib.sha256(canonical_arguments(arguments).encode("utf-8")).hexdigest()
+
+
+def encode_meta(meta: SessionMeta) -> AttrMap:
+    """Return the ``META`` item of a session (indexed by user when the user is known)."""
+    item: AttrMap = {
+        "pk": {"S": session_pk(meta.session_id)},
+        "sk": {"S": META_SK},
+        "v": {"N": str(META_VERSION)},
+        "seq": {"N": str(meta.seq)},
+        "created": {"S": meta.created},
+        "last_active": {"S": meta.last_active},
+        "item_count": {"N": str(meta.item_count)},
+    }
+    if meta.title is not None:
+        item["title"] = {"S": meta.title}
+    if meta.ttl is not None:
+        item["ttl"] = {"N": str(meta.ttl)}
+    if meta.user_id is not None:
+        item["user_id"] = {"S": meta.user_id}
+        item["gsi1pk"] = {"S": user_pk(meta.user_id)}
+        item["gsi1sk"] = {"S": f"{meta.last_active}#{meta.session_id}"}
+    return item
+
+
+def decode_meta(item: AttrMap) -> SessionMeta:
+    """Rebuild ``SessionMeta`` from its item.
+
+    Raises:
+        CorruptEventError: The item is malformed.
+    """
+    try:
+        return SessionMeta(
+            session_id=item["pk"]["S"].split("#", 1)[1],
+            seq=int(item["seq"]["N"]),
+            created=item["created"]["S"],
+            last_active=item["last_active"]["S"],
+            item_count=int(item["item_count"]["N"]),
+            user_id=item["user_id"]["S"] if "user_id" in item else None,
+            title=item["title"]["S"] if "title" in item else None,
+            ttl=int(item["ttl"]["N"]) if "ttl" in item else None,
+        )
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CorruptEventError(f"session meta item is malformed: {exc!r}") from exc
+
+
+def encode_tool_entry(entry: ToolCacheEntry) -> AttrMap:
+    """Return the item of a tool-cache entry."""
+    item: AttrMap = {
+        "pk": {"S": tool_pk(entry.tool_name)},
+        "sk": {"S": args_sk(entry.arguments_hash)},
+        "output": {"S": canonical_json(entry.output)},
+        "created": {"S": entry.created},
+        "hits": {"N": str(entry.hits)},
+    }
+    if entry.ttl is not None:
+        item["ttl"] = {"N": str(entry.ttl)}
+    if entry.session_id is not None:
+        item["session"] = {"S": entry.session_id}
+    if entry.call_id is not None:
+        item["call_id"] = {"S": entry.call_id}
+    return item
+
+
+def decode_tool_entry(item: AttrMap) -> ToolCacheEntry:
+    """Rebuild a ``ToolCacheEntry`` from its item.
+
+    Raises:
+        CorruptEventError: The item is malformed.
+    """
+    try:
+        return ToolCacheEntry(
+            tool_name=item["pk"]["S"].split("#", 1)[1],
+            arguments_hash=item["sk"]["S"].split("#", 1)[1],
+            output=json.loads(item["output"]["S"]),
+            created=item["created"]["S"],
+            ttl=int(item["ttl"]["N"]) if "ttl" in item else None,
+            session_id=item["session"]["S"] if "session" in item else None,
+            call_id=item["call_id"]["S"] if "call_id" in item else None,
+            hits=int(item.get("hits", {}).get("N", "0")),
+        )
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CorruptEventError(f"tool cache item is malformed: {exc!r}") from exc
+
+
+def tool_output_fits(output: Any) -> bool:
+    """Whether a tool output is small enough to cache in one item."""
+    try:
+        return len(canonical_json(output).encode("utf-8")) <= MAX_TOOL_OUTPUT_BYTES
+    except (TypeError, ValueError):
+        return False
+
+
+async def read_views(db: DynamoClient, table_name: str, session_id: str) -> ViewState:
+    """Read a session's meta item and snapshot (with parts) in one consistent ``Query``.
+
+    An unusable snapshot or meta item reads as absent: the events are the truth, and
+    the projector rebuilds from them.
+    """
+    head: AttrMap | None = None
+    parts: list[AttrMap] = []
+    meta_item: AttrMap | None = None
+    start_key: AttrMap | None = None
+    while True:
+        params: dict[str, Any] = {
+            "TableName": table_name,
+            "KeyConditionExpression": "pk = :pk AND sk >= :meta",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": session_pk(session_id)},
+                ":meta": {"S": META_SK},
+            },
+            "ConsistentRead": True,
+        }
+        if start_key:
+            params["ExclusiveStartKey"] = start_key
+        response = await db.call("query", **params)
+        for item in response.get("Items", []):
+            sk = item["sk"]["S"]
+            if sk == META_SK:
+                meta_item = item
+            elif sk == SNAPSHOT_SK:
+                head = item
+            elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
+                parts.append(item)
+        start_key = response.get("LastEvaluatedKey")
+        if start_key is None:
+            break
+    snapshot = meta = None
+    try:
+        snapshot = decode_snapshot(head, parts) if head is not None else None
+        meta = decode_meta(meta_item) if meta_item is not None else None
+    except CorruptEventError:
+        return ViewState()
+    return ViewState(snapshot, meta)
+
+
+async def write_session_views(
+    db: DynamoClient,
+    table_name: str,
+    session_id: str,
+    snapshot: Snapshot,
+    meta: SessionMeta,
+    *,
+    ttl: int | None,
+) -> bool:
+    """Write snapshot (head and parts) and meta in one transaction, if they are newer.
+
+    Returns:
+        ``True`` when written, ``False`` when the stored views are already at
+        ``snapshot.seq`` or later (a redelivery or a replay).
+
+    Raises:
+        PayloadTooLargeError: The snapshot cannot fit in one transaction.
+    """
+    items = [*encode_snapshot(session_id, snapshot, ttl=ttl), encode_meta(meta)]
+    values = {":seq": {"N": str(snapshot.seq)}}
+    puts = [
+        {"Put": {"TableName": table_name, "Item": item, "ConditionExpression": VIEW_CONDITION,
+                 "ExpressionAttributeValues": values}}
+        for item in items
+    ]
+    try:
+        await db.call("transact_write_items", TransactItems=puts)
+    except ConditionFailedError:
+        return False
+    return True
+
+
+async def write_tool_entry(db: DynamoClient, table_name: str, entry: ToolCacheEntry) -> bool:
+    """Store a tool result unless a newer (or the same) one is there; keep its hit count.
+
+    Returns:
+        ``True`` when written, ``False`` when the stored entry is as new or newer.
+    """
+    item = encode_tool_entry(entry)
+    names = {"#o": "output", "#c": "created", "#h": "hits", "#t": "ttl", "#s": "session",
+             "#i": "call_id"}
+    values: AttrMap = {":o": item["output"], ":created": item["created"], ":zero": {"N": "0"}}
+    sets = ["#o = :o", "#c = :created", "#h = if_not_exists(#h, :zero)"]
+    removes: list[str] = []
+    for attr, placeholder in (("ttl", "#t"), ("session", "#s"), ("call_id", "#i")):
+        if attr in item:
+            values[f":{attr}"] = item[attr]
+            sets.append(f"{placeholder} = :{attr}")
+        else:
+            removes.append(placeholder)
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    try:
+        await db.call(
+            "update_item",
+            TableName=table_name,
+            Key={"pk": item["pk"], "sk": item["sk"]},
+            UpdateExpression=expression,
+            ConditionExpression=TOOL_ENTRY_CONDITION,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ConditionFailedError:
+        return False
+    return True

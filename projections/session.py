@@ -1,0 +1,202 @@
+"""Events in, views out: the snapshot, the session meta and the tool-cache entries.
+
+Pure functions over ``StoredEvent`` values; the projector reads the current views and
+the events, calls ``project_session``, and writes what it returns. The snapshot is the
+same fold that ``get_items`` uses (``eventstore.fold.fold_forward``), so a read from a
+snapshot plus the newer events equals a read of the whole history.
+
+Example:
+    ```python
+    from projections.session import project_session
+
+    result = project_session("s1", prior_snapshot, prior_meta, events, tool_ttl_seconds=3600)
+    if result is not None:
+        print(result.snapshot.seq, result.meta.title, len(result.tool_entries))
+    ```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventstore.events import JsonItem
+from eventstore.fold import Snapshot, fold_forward
+from eventstore.records import StoredEvent
+from eventstore.views import SessionMeta, ToolCacheEntry, arguments_hash, tool_output_fits
+
+TITLE_CHARS = 80
+DEFAULT_TOOL_TTL_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class SessionProjection:
+    """The views of one session after applying a run of events."""
+
+    snapshot: Snapshot
+    meta: SessionMeta
+    tool_entries: tuple[ToolCacheEntry, ...]
+    ttl: int | None
+    applied: int
+
+
+def project_session(
+    session_id: str,
+    prior_snapshot: Snapshot | None,
+    prior_meta: SessionMeta | None,
+    events: Sequence[StoredEvent],
+    *,
+    tool_ttl_seconds: int = DEFAULT_TOOL_TTL_SECONDS,
+    now: float | None = None,
+) -> SessionProjection | None:
+    """Apply ``events`` (oldest first, contiguous after the prior views) to the views.
+
+    Args:
+        session_id: The session.
+        prior_snapshot: The stored snapshot (``None``: start from an empty session).
+        prior_meta: The stored meta item, at the same seq as ``prior_snapshot``.
+        events: The events after ``prior_snapshot.seq``; older ones are ignored.
+        tool_ttl_seconds: Lifetime of tool-cache entries, from the event's time
+            (``0`` turns tool caching off).
+        now: Clock for TTL checks (epoch seconds).
+
+    Returns:
+        The new views, or ``None`` when no event is newer than the prior views.
+    """
+    base = prior_snapshot.seq if prior_snapshot else 0
+    fresh = [e for e in events if e.event.seq > base]
+    if not fresh:
+        return None
+    at = time.time() if now is None else now
+    snapshot = fold_forward(fresh, prior_snapshot, now=at)
+    ttl = view_ttl(snapshot, fresh[-1])
+    meta = fold_meta(session_id, prior_meta if prior_snapshot else None, fresh, snapshot, ttl)
+    prior_items = [e.item for e in prior_snapshot.entries] if prior_snapshot else []
+    entries = (
+        tool_entries(session_id, prior_items, fresh, ttl_seconds=tool_ttl_seconds, now=at)
+        if tool_ttl_seconds > 0
+        else ()
+    )
+    return SessionProjection(snapshot, meta, tuple(entries), ttl, len(fresh))
+
+
+def view_ttl(snapshot: Snapshot, newest: StoredEvent) -> int | None:
+    """Expiry of the views: when the newest event and every live entry have expired."""
+    ttls = [e.ttl for e in snapshot.entries] + [newest.ttl]
+    if any(t is None for t in ttls):
+        return None
+    return max(t for t in ttls if t is not None)
+
+
+def fold_meta(
+    session_id: str,
+    prior: SessionMeta | None,
+    events: Sequence[StoredEvent],
+    snapshot: Snapshot,
+    ttl: int | None,
+) -> SessionMeta:
+    """Update the session meta: first/last activity, owner, item count, title."""
+    user_id = prior.user_id if prior else None
+    title = prior.title if prior else None
+    for stored in events:
+        if stored.event.user_id is not None:
+            user_id = stored.event.user_id
+        if title is None and stored.event.type == "items_added":
+            title = first_user_text(stored.event.items)
+    return SessionMeta(
+        session_id=session_id,
+        seq=snapshot.seq,
+        created=prior.created if prior else events[0].event.ts,
+        last_active=max(events[-1].event.ts, prior.last_active if prior else ""),
+        item_count=len(snapshot.entries),
+        user_id=user_id,
+        title=title,
+        ttl=ttl,
+    )
+
+
+def first_user_text(items: Iterable[JsonItem]) -> str | None:
+    """The text of the first user message among ``items``, shortened for a title."""
+    for item in items:
+        if item.get("role") != "user" or item.get("type", "message") != "message":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            text = " ".join(
+                str(part.get("text", ""))
+                for part in content
+                if isinstance(part, dict) and part.get("type") in ("input_text", "text")
+            )
+        else:
+            continue
+        text = " ".join(text.split())
+        if text:
+            return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+    return None
+
+
+def tool_entries(
+    session_id: str,
+    prior_items: Sequence[JsonItem],
+    events: Sequence[StoredEvent],
+    *,
+    ttl_seconds: int = DEFAULT_TOOL_TTL_SECONDS,
+    now: float | None = None,
+) -> list[ToolCacheEntry]:
+    """Pair each ``function_call_output`` with its ``function_call`` (by ``call_id``).
+
+    The call may sit in an earlier event (``prior_items`` are the items before
+    ``events``). Only text outputs small enough for one item are cached; the newest
+    result per tool and arguments wins. Expired events and entries are skipped.
+    """
+    at = time.time() if now is None else now
+    calls: dict[str, JsonItem] = {
+        str(i["call_id"]): i for i in prior_items if i.get("type") == "function_call"
+    }
+    found: dict[tuple[str, str], ToolCacheEntry] = {}
+    for stored in events:
+        event = stored.event
+        if event.type != "items_added" or (stored.ttl is not None and stored.ttl <= at):
+            continue
+        for item in event.items:
+            kind = item.get("type")
+            if kind == "function_call" and isinstance(item.get("call_id"), str):
+                calls[item["call_id"]] = item
+            elif kind == "function_call_output":
+                entry = _entry(session_id, calls.get(str(item.get("call_id"))), item, event.ts,
+                               ttl_seconds)
+                if entry is not None and (entry.ttl is None or entry.ttl > at):
+                    found[(entry.tool_name, entry.arguments_hash)] = entry
+    return list(found.values())
+
+
+def _entry(
+    session_id: str, call: JsonItem | None, output_item: JsonItem, ts: str, ttl_seconds: int
+) -> ToolCacheEntry | None:
+    if call is None or not isinstance(call.get("name"), str):
+        return None
+    output: Any = output_item.get("output")
+    if not isinstance(output, str) or not tool_output_fits(output):
+        return None
+    try:
+        digest = arguments_hash(call.get("arguments") or "{}")
+    except ValueError:
+        return None
+    return ToolCacheEntry(
+        tool_name=call["name"],
+        arguments_hash=digest,
+        output=output,
+        created=ts,
+        ttl=int(_epoch(ts)) + ttl_seconds,
+        session_id=session_id,
+        call_id=str(output_item.get("call_id")),
+    )
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()

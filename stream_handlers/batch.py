@@ -1,0 +1,188 @@
+"""One projector invocation: collect a batch's event records, then project per session.
+
+``ProjectionBatch.collect`` is the Powertools record handler: it decodes a record (a
+malformed one raises, so Powertools reports it in ``batchItemFailures``) and files it
+under its session. ``ProjectionBatch.flush`` then, for each session: reads the current
+views (one ``Query``), orders the events by seq, fills a gap from the table, folds
+(``projections.project_session``) and writes the snapshot and meta in one conditional
+transaction plus the tool-cache entries. A session blocked by an event it cannot read
+reports that record and every later one of the session as failed: the views stop at the
+last good event, never past it.
+
+Example:
+    ```python
+    batch = ProjectionBatch(wrap_client(client), "agent_sessions", logger)
+    response = process_partial_response(event, batch.collect, processor, context)
+    response = run_sync(batch.flush(response))
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from eventstore.client import DynamoClient
+from eventstore.errors import ConvlogError, CorruptEventError
+from eventstore.log import EventLog
+from eventstore.records import StoredEvent
+from eventstore.views import read_views, write_session_views, write_tool_entry
+from projections import EventRecord, classify, project_session, record_location
+
+T = TypeVar("T")
+
+
+@dataclass
+class BatchOutcome:
+    """What a flush did: events newly applied, the oldest record's age, failed ids."""
+
+    projected: int = 0
+    lag_ms: float | None = None
+    failed: list[str] = field(default_factory=list)
+
+
+class ProjectionBatch:
+    """Collects the event records of one batch and projects them per session.
+
+    Args:
+        db: DynamoDB client adapter.
+        table_name: The convlog table.
+        logger: Where rejected records and blocked sessions are logged.
+        tool_ttl_seconds: Lifetime of tool-cache entries (``0``: no tool caching).
+    """
+
+    def __init__(
+        self,
+        db: DynamoClient,
+        table_name: str,
+        logger: logging.Logger | Any,
+        *,
+        tool_ttl_seconds: int = 3600,
+    ) -> None:
+        self.db = db
+        self.table_name = table_name
+        self.logger = logger
+        self.tool_ttl_seconds = tool_ttl_seconds
+        self.sessions: dict[str, list[EventRecord]] = defaultdict(list)
+        self.order: list[str] = []
+
+    def collect(self, record: DynamoDBRecord) -> None:
+        """Powertools record handler: decode and file one record (raises if malformed)."""
+        raw = record.raw_event
+        self.order.append(str(raw.get("dynamodb", {}).get("SequenceNumber", "")))
+        try:
+            rec = classify(raw)
+        except CorruptEventError as exc:
+            session, seq = record_location(raw)
+            self.logger.error(
+                f"rejected stream record: session {session} seq {seq}: {exc}",
+                extra={"session_id": session, "seq": seq},
+            )
+            raise
+        if rec is not None:
+            self.sessions[rec.session_id].append(rec)
+
+    async def flush(self, response: dict[str, Any]) -> tuple[dict[str, Any], BatchOutcome]:
+        """Project every collected session and merge its failures into ``response``."""
+        outcome = BatchOutcome()
+        now = time.time()
+        for session_id, records in self.sessions.items():
+            ages = [now - r.created_at for r in records if r.created_at is not None]
+            if ages:
+                outcome.lag_ms = max(outcome.lag_ms or 0.0, max(ages) * 1000)
+            try:
+                outcome.projected += await self._project(session_id, records, outcome.failed)
+            except ConvlogError as exc:
+                self.logger.error(
+                    f"session {session_id}: projection failed at seq {records[0].seq}: {exc}",
+                    extra={"session_id": session_id, "seq": records[0].seq},
+                )
+                outcome.failed.extend(r.record_id for r in records)
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        failed.update(outcome.failed)
+        ordered = [i for i in self.order if i in failed]
+        ordered += sorted(failed.difference(ordered))
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in ordered]}, outcome
+
+    async def _project(
+        self, session_id: str, records: list[EventRecord], failed: list[str]
+    ) -> int:
+        state = await read_views(self.db, self.table_name, session_id)
+        prior = state.snapshot if state.consistent else None
+        base = prior.seq if prior else 0
+        newer = sorted({r.seq: r for r in records if r.seq > base}.values(), key=lambda r: r.seq)
+        if not newer:
+            return 0
+        top = newer[-1].seq
+        events: list[StoredEvent] = [r.stored for r in newer if r.stored is not None]
+        if [e.event.seq for e in events] != list(range(base + 1, top + 1)):
+            events = await self._read_range(session_id, base, top)
+        result = project_session(
+            session_id, prior, state.meta if prior else None, events,
+            tool_ttl_seconds=self.tool_ttl_seconds,
+        )
+        done = events[-1].event.seq if events else base
+        failed.extend(r.record_id for r in newer if r.seq > done)
+        if result is None:
+            return 0
+        await write_session_views(
+            self.db, self.table_name, session_id, result.snapshot, result.meta, ttl=result.ttl
+        )
+        for entry in result.tool_entries:
+            await write_tool_entry(self.db, self.table_name, entry)
+        return result.applied
+
+    async def _read_range(self, session_id: str, base: int, top: int) -> list[StoredEvent]:
+        """Events ``base+1..top`` from the table, stopping before a missing or bad one."""
+        log = EventLog(self.db, self.table_name)
+        events: list[StoredEvent] = []
+        try:
+            async for stored in log.iter_events(session_id, after_seq=base, upto_seq=top):
+                if stored.event.seq != base + len(events) + 1:
+                    break
+                events.append(stored)
+        except CorruptEventError as exc:
+            seq = base + len(events) + 1
+            self.logger.error(
+                f"session {session_id} blocked at seq {seq}: {exc}",
+                extra={"session_id": session_id, "seq": seq},
+            )
+            return events
+        if len(events) < top - base:
+            seq = base + len(events) + 1
+            self.logger.error(
+                f"session {session_id} blocked at seq {seq}: event missing from the table",
+                extra={"session_id": session_id, "seq": seq},
+            )
+        return events
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="convlog-projector")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
