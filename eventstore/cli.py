@@ -1,0 +1,281 @@
+"""``convlog``: the command line for running and auditing convlog sessions.
+
+Verbs: ``demo``, ``serve``, ``replay``, ``verify``, ``import``, ``sessions``,
+``rebuild``, ``purge``. Every verb takes ``--table``, ``--endpoint-url`` and ``--region``
+(also read from ``CONVLOG_TABLE`` and the standard AWS variables), works against AWS,
+LocalStack or the embedded endpoint alike, and reports a failure as one line on stderr.
+
+Exit codes: 0 success; 1 ``verify`` found a broken chain (or a verb found nothing to
+act on); 2 usage error or storage error (missing table, endpoint down, credentials
+refused); 130 interrupted.
+
+Example:
+    ```python
+    from eventstore.cli import main
+
+    exit_code = main(["verify", "user-123", "--endpoint-url", "http://127.0.0.1:4566"])
+    ```
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+from urllib.parse import urlparse
+
+from .errors import ConvlogError, InvalidInputError, StorageError
+
+T = TypeVar("T")
+DEFAULT_TABLE = "agent_sessions"
+DEFAULT_PROJECTOR = "stream_handlers.projector:build_handler"
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+_PROJECTOR_HELP = "projector factory module:function, called with (client, table)"
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "localhost.localstack.cloud"}
+
+
+@dataclass
+class CliContext:
+    """Parsed arguments, output streams and a lazily built boto3 client for one verb."""
+
+    args: argparse.Namespace
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    _client: Any = None
+
+    @property
+    def table(self) -> str:
+        """The table name (``--table``, ``CONVLOG_TABLE``, or ``agent_sessions``)."""
+        value: str = self.args.table or os.environ.get("CONVLOG_TABLE") or DEFAULT_TABLE
+        return value
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """``--endpoint-url``, ``AWS_ENDPOINT_URL_DYNAMODB`` or ``AWS_ENDPOINT_URL``."""
+        value: str | None = (
+            self.args.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        return value
+
+    def client(self, service: str = "dynamodb") -> Any:
+        """A boto3 client for the chosen endpoint, region and credentials."""
+        if service == "dynamodb" and self._client is not None:
+            return self._client
+        client = make_client(service, self.endpoint_url, self.args.region)
+        if service == "dynamodb":
+            self._client = client
+        return client
+
+    def print(self, *parts: object) -> None:
+        """Write a line to stdout."""
+        print(*parts, file=self.out)
+
+    def warn(self, text: str) -> None:
+        """Write a line to stderr."""
+        print(text, file=self.err)
+
+
+def make_client(service: str, endpoint_url: str | None, region: str | None) -> Any:
+    """Build a boto3 client with short timeouts and botocore's standard retry mode.
+
+    A loopback endpoint (embedded, LocalStack) gets region ``us-east-1`` and dummy
+    credentials when none are configured.
+
+    Raises:
+        StorageError: No region is configured.
+    """
+    import boto3
+    from botocore.config import Config
+
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    local = bool(endpoint_url) and urlparse(endpoint_url).hostname in _LOOPBACK
+    kwargs: dict[str, Any] = {}
+    if local:
+        region = region or "us-east-1"
+        if boto3.Session().get_credentials() is None:
+            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+    if not region:
+        raise StorageError("no AWS region configured: pass --region or set AWS_REGION")
+    config = Config(
+        connect_timeout=3, read_timeout=30, retries={"mode": "standard", "max_attempts": 4}
+    )
+    return boto3.client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint_url, region_name=region, config=config, **kwargs
+    )
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+def load_projector(spec: str, client: Any, table: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Build the stream handler from the factory named ``module:function``.
+
+    The factory is called as ``factory(client, table)`` and returns a Lambda-style
+    handler ``handler(event, context)``. The CLI is the composition root:
+    ``eventstore`` never imports ``stream_handlers``; the factory is looked up by name
+    at run time, as Lambda looks up its handler.
+
+    Raises:
+        InvalidInputError: The module or function cannot be loaded.
+    """
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr or "build_handler")
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot load projector {spec!r}: {exc}") from exc
+    handler: Callable[[dict[str, Any], Any], Any] = factory(client, table)
+    return handler
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--table", help=f"table name (env CONVLOG_TABLE, default {DEFAULT_TABLE})"
+    )
+    group.add_argument(
+        "--endpoint-url",
+        help="DynamoDB endpoint (env AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL)",
+    )
+    group.add_argument("--region", help="AWS region (env AWS_REGION or AWS_DEFAULT_REGION)")
+    return common
+
+
+_VERBS: list[tuple[str, str, str, str]] = [
+    ("demo", "eventstore.cli_local:run_demo",
+     "run a scripted agent conversation and show what convlog stored",
+     "convlog demo\n  convlog demo --model gpt-4.1-mini      (needs OPENAI_API_KEY)"),
+    ("serve", "eventstore.cli_local:run_serve",
+     "embedded DynamoDB endpoint + table + stream pump for local development",
+     "convlog serve --port 4566\n  export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4566"),
+    ("replay", "eventstore.cli_audit:run_replay",
+     "every event of a session and the items at a point in its history",
+     "convlog replay user-123 --at-seq 4\n  convlog replay user-123 --as-of 2026-01-31T12:00:00Z"
+     "\n  convlog replay user-123 --format jsonl > user-123.jsonl"),
+    ("verify", "eventstore.cli_audit:run_verify",
+     "check the hash chain and seq sequence of sessions (exit 1 if broken)",
+     "convlog verify user-123\n  convlog verify --all"),
+    ("import", "eventstore.cli_audit:run_import",
+     "write the events of a 'replay --format jsonl' export back into a table",
+     "convlog import user-123.jsonl --table agent_sessions_restored"),
+    ("sessions", "eventstore.cli_audit:run_sessions",
+     "a user's sessions, newest first, paged",
+     "convlog sessions --user alice --limit 20\n  convlog sessions --user alice --cursor <next>"),
+    ("rebuild", "eventstore.cli_admin:run_rebuild",
+     "recompute snapshot, meta and tool-cache views from the log",
+     "convlog rebuild user-123\n  convlog rebuild --all"),
+    ("purge", "eventstore.cli_admin:run_purge",
+     "erase every item of a session or of all sessions of a user",
+     "convlog purge --session user-123\n  convlog purge --user alice --yes"),
+]
+
+
+def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
+    if name == "demo":
+        sub.add_argument("--model", help="a real OpenAI model (needs OPENAI_API_KEY)")
+        sub.add_argument("--projector", default=DEFAULT_PROJECTOR, help=_PROJECTOR_HELP)
+    elif name == "serve":
+        sub.add_argument("--port", type=int, default=4566, help="port (default 4566)")
+        sub.add_argument("--projector", default=DEFAULT_PROJECTOR, help=_PROJECTOR_HELP)
+        sub.add_argument("--no-projector", action="store_true", help="run no stream pump")
+    elif name == "replay":
+        sub.add_argument("session_id")
+        point = sub.add_mutually_exclusive_group()
+        point.add_argument("--at-seq", type=int, metavar="N", help="state after event N")
+        point.add_argument("--as-of", metavar="TIME", help="state at an ISO 8601 time")
+        sub.add_argument("--format", choices=("table", "json", "jsonl"), default="table")
+    elif name == "verify":
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("session_id", nargs="?")
+        target.add_argument("--all", action="store_true", help="every session in the table")
+    elif name == "import":
+        sub.add_argument("file", help="a jsonl export ('-' for stdin)")
+    elif name == "sessions":
+        sub.add_argument("--user", required=True, metavar="USER_ID")
+        sub.add_argument("--limit", type=int, default=20, help="sessions per page")
+        sub.add_argument("--cursor", help="the 'next' cursor printed by the previous page")
+        sub.add_argument("--format", choices=("table", "json"), default="table")
+    elif name == "rebuild":
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("session_id", nargs="?")
+        target.add_argument("--all", action="store_true", help="every session in the table")
+        sub.add_argument("--projector", default=DEFAULT_PROJECTOR, help=_PROJECTOR_HELP)
+        sub.add_argument(
+            "--reset", action="store_true",
+            help="delete the snapshot and meta first, recompute them from seq 1",
+        )
+    elif name == "purge":
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("--session", metavar="SESSION_ID")
+        target.add_argument("--user", metavar="USER_ID")
+        sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``convlog`` argument parser (one sub-command per verb)."""
+    parser = argparse.ArgumentParser(
+        prog="convlog",
+        description="Event-sourced OpenAI Agents SDK sessions in DynamoDB.",
+        epilog="Run 'convlog VERB --help' for a verb's options and an example.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    common = _common()
+    for name, target, summary, example in _VERBS:
+        sub = verbs.add_parser(
+            name, parents=[common], help=summary, description=summary[0].upper() + summary[1:],
+            epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_verb_arguments(name, sub)
+        sub.set_defaults(target=target)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``convlog`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error
+        return int(exc.code or 0)
+    ctx = CliContext(args)
+    module_name, _, function = str(args.target).partition(":")
+    try:
+        command: Callable[[CliContext], int] = getattr(
+            importlib.import_module(module_name), function
+        )
+        return command(ctx)
+    except ConvlogError as exc:
+        ctx.warn(f"convlog {args.verb}: error: {_one_line(exc)}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        ctx.warn(f"convlog {args.verb}: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(exc, BotoCoreError | ClientError):
+            raise
+        from .client import translate_error
+
+        error = translate_error(exc, args.verb, ctx.endpoint_url or "AWS")
+        ctx.warn(f"convlog {args.verb}: error: {_one_line(error)}")
+        return EXIT_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""``convlog replay``, ``verify``, ``import`` and ``sessions``: the auditor's verbs.
+
+Example:
+    ```python
+    from eventstore.cli import main
+
+    main(["replay", "user-123", "--at-seq", "4"])
+    main(["verify", "--all"])
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from .audit import (
+    ReplayResult,
+    VerifyReport,
+    export_line,
+    import_line,
+    iter_session_ids,
+    replay,
+    verify_session,
+)
+from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, run_async
+from .cli_format import render_items, render_table, shorten, summarize_event
+from .errors import ConditionFailedError, CorruptEventError, InvalidInputError
+from .events import event_body
+from .keys import validate_session_id
+from .log import EventLog
+
+
+def run_replay(ctx: CliContext) -> int:
+    """``convlog replay SESSION_ID [--at-seq N | --as-of TIME] [--format ...]``."""
+    session_id = validate_session_id(ctx.args.session_id)
+    log = EventLog(ctx.client(), ctx.table)
+    result = run_async(replay(log, session_id, at_seq=ctx.args.at_seq, as_of=ctx.args.as_of))
+    fmt = ctx.args.format
+    if fmt == "jsonl":
+        for stored in result.events:
+            ctx.print(json.dumps(export_line(stored), ensure_ascii=False, sort_keys=True))
+    elif fmt == "json":
+        ctx.print(json.dumps(replay_json(result), ensure_ascii=False, indent=2))
+    else:
+        ctx.print(render_replay(result, ctx.args.at_seq, ctx.args.as_of))
+    if not result.events and fmt == "table":
+        ctx.warn(f"convlog replay: session {session_id!r} has no events in {ctx.table!r}")
+    return EXIT_OK if result.events else EXIT_FAILED
+
+
+def replay_json(result: ReplayResult) -> dict[str, Any]:
+    """The ``--format json`` document of a replay."""
+    return {
+        "session_id": result.session_id,
+        "at_seq": result.at_seq,
+        "events": [
+            {**event_body(s.event), "summary": summarize_event(s.event),
+             "prev_hash": s.prev_hash, "hash": s.hash, "ttl": s.ttl}
+            for s in result.events
+        ],
+        "items": result.items,
+    }
+
+
+def render_replay(result: ReplayResult, at_seq: int | None, as_of: str | None) -> str:
+    """The ``--format table`` text of a replay: events, then the items at that point."""
+    point = (
+        f"as of {as_of}" if as_of else f"at seq {at_seq}" if at_seq is not None else "now"
+    )
+    rows = [
+        [str(s.event.seq), s.event.ts, s.event.type, s.event.user_id or "-",
+         summarize_event(s.event)]
+        for s in result.events
+    ]
+    lines = [
+        f"session {result.session_id}: {len(result.events)} events, state {point} "
+        f"(after seq {result.at_seq})",
+        "",
+        render_table(["SEQ", "TIME", "TYPE", "USER", "SUMMARY"], rows) if rows else "(no events)",
+        "",
+        f"items after seq {result.at_seq} ({len(result.items)}):",
+        render_items(result.items),
+    ]
+    return "\n".join(lines)
+
+
+def describe_report(report: VerifyReport) -> str:
+    """One line per session: ``OK`` with the range checked, or ``BROKEN`` and why."""
+    if report.problem is not None:
+        return f"BROKEN  {report.session_id}: {report.problem.message}"
+    if report.events == 0 and report.expired_prefix is None:
+        return f"EMPTY   {report.session_id}: no events"
+    text = (
+        f"OK      {report.session_id}: {report.events} events, seq "
+        f"{report.first_seq}..{report.last_seq}, hash chain intact"
+    )
+    if report.expired_prefix:
+        low, high = report.expired_prefix
+        text += f"; seq {low}..{high} expired (TTL), not tampering"
+    return text
+
+
+def run_verify(ctx: CliContext) -> int:
+    """``convlog verify (SESSION_ID | --all)``; exit 1 at the first broken session."""
+    log = EventLog(ctx.client(), ctx.table)
+
+    async def go() -> int:
+        if ctx.args.all:
+            ids = [s async for s in iter_session_ids(log)]
+        else:
+            ids = [validate_session_id(ctx.args.session_id)]
+        broken = 0
+        for session_id in ids:
+            report = await verify_session(log, session_id)
+            ctx.print(describe_report(report))
+            broken += 0 if report.ok else 1
+        if ctx.args.all:
+            ctx.print(f"{len(ids)} sessions checked, {broken} broken")
+        elif report.events == 0 and report.expired_prefix is None:
+            return EXIT_FAILED
+        return EXIT_FAILED if broken else EXIT_OK
+
+    return run_async(go())
+
+
+def run_import(ctx: CliContext) -> int:
+    """``convlog import FILE``: write a jsonl export back, verbatim and conditionally.
+
+    Every line is checked (schema, hash, chain link) before anything is written; an
+    event already present with the same token is skipped, another one is a conflict.
+    """
+    handle = sys.stdin if ctx.args.file == "-" else open(ctx.args.file, encoding="utf-8")  # noqa: SIM115
+    with handle:
+        lines = [json.loads(line) for line in handle if line.strip()]
+    try:
+        events = [import_line(line) for line in lines]
+    except (TypeError, ValueError) as exc:
+        raise CorruptEventError(f"{ctx.args.file}: {exc}") from exc
+    previous: dict[str, str] = {}
+    for stored in events:
+        sid = stored.event.session_id
+        if sid in previous and stored.prev_hash != previous[sid]:
+            raise InvalidInputError(
+                f"{ctx.args.file}: seq {stored.event.seq} of {sid!r} does not link to the "
+                "line before it; nothing written"
+            )
+        previous[sid] = stored.hash
+    log = EventLog(ctx.client(), ctx.table)
+
+    async def go() -> int:
+        written = 0
+        for stored in events:
+            try:
+                await log.put(stored.event, stored.prev_hash, ttl=stored.ttl)
+                written += 1
+            except ConditionFailedError:
+                ctx.warn(f"seq {stored.event.seq} of {stored.event.session_id!r} already "
+                         "holds another event; stopped")
+                return EXIT_ERROR
+        ctx.print(f"imported {written} events into {ctx.table} (identical ones kept)")
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def run_sessions(ctx: CliContext) -> int:
+    """``convlog sessions --user USER_ID [--limit N] [--cursor C]``, newest first."""
+    if ctx.args.limit < 1:
+        raise InvalidInputError("--limit must be at least 1")
+    page = _list_sessions(ctx.client(), ctx.table, ctx.args.user, ctx.args.limit, ctx.args.cursor)
+    if ctx.args.format == "json":
+        ctx.print(json.dumps(_page_json(page), ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    ctx.print(render_page(page, ctx.args.user))
+    if page.next_cursor:
+        ctx.print(f"next page: convlog sessions --user {ctx.args.user} --cursor {page.next_cursor}")
+    return EXIT_OK
+
+
+def _list_sessions(client: Any, table: str, user: str, limit: int, cursor: str | None) -> Any:
+    from .sessions_index import list_sessions
+
+    return run_async(list_sessions(client, table, user, limit=limit, cursor=cursor))
+
+
+def render_page(page: Any, user: str) -> str:
+    """A page of ``list_sessions`` as a table, newest first."""
+    rows = [
+        [s.session_id, str(s.last_active), str(s.item_count), shorten(str(s.title or ""), 40)]
+        for s in page.sessions
+    ]
+    if not rows:
+        return f"no sessions for user {user!r}"
+    return render_table(["SESSION", "LAST ACTIVE", "ITEMS", "TITLE"], rows)
+
+
+def render_sessions(client: Any, table: str, user: str, limit: int = 20) -> str:
+    """The first page of a user's sessions as a table."""
+    return render_page(_list_sessions(client, table, user, limit, None), user)
+
+
+def _page_json(page: Any) -> dict[str, Any]:
+    sessions = [
+        s.model_dump(mode="json") if hasattr(s, "model_dump") else vars(s)
+        for s in page.sessions
+    ]
+    return {"sessions": sessions, "next_cursor": page.next_cursor}

@@ -1,0 +1,272 @@
+"""``convlog demo`` and ``convlog serve``: convlog on the embedded endpoint.
+
+``demo`` runs a scripted agent conversation and prints what convlog stored: the events,
+the snapshot, the tool-cache hit, the user's sessions, a replay at an earlier point and
+the verification of the hash chain. ``serve`` keeps the embedded endpoint, the table and
+the stream pump running for an agent app under development.
+
+Example:
+    ```python
+    from eventstore.cli import main
+
+    main(["demo"])
+    ```
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .audit import replay, verify_session
+from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
+from .cli_audit import describe_report, render_replay, render_sessions
+from .cli_format import render_items, render_table, shorten
+from .cli_views import read_snapshot, read_tool_cache
+from .demo import TOOL_NAME, DemoResult, run_conversation
+from .errors import ConvlogError, InvalidInputError
+from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint
+from .log import EventLog
+from .table import create_table_if_not_exists
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class _Pump:
+    """The stream pump (``eventstore.pump``) with the projector, or nothing."""
+
+    def __init__(self, client: Any, table: str, handler: Handler | None, streams: Any) -> None:
+        self.pump: Any = None
+        if handler is None:
+            return
+        try:
+            from .pump import StreamPump
+        except ImportError:
+            return
+        self.pump = StreamPump(handler, table, dynamodb=client, streams=streams)
+
+    @property
+    def running(self) -> bool:
+        return self.pump is not None
+
+    def start(self) -> None:
+        if self.pump is not None:
+            self.pump.start()
+
+    def drain(self) -> None:
+        if self.pump is not None:
+            self.pump.drain()
+
+    def stop(self) -> None:
+        if self.pump is not None:
+            self.pump.stop()
+
+
+def _projector(ctx: CliContext, spec: str, client: Any) -> Handler | None:
+    try:
+        return load_projector(spec, client, ctx.table)
+    except InvalidInputError as exc:
+        ctx.warn(f"convlog {ctx.args.verb}: projections off ({exc})")
+        return None
+
+
+@contextmanager
+def _endpoint(ctx: CliContext, port: int | None = None) -> Iterator[tuple[Any, Any, str, bool]]:
+    """Yield (dynamodb client, streams client, url, embedded?) for the chosen endpoint."""
+    if ctx.args.verb == "demo" and ctx.endpoint_url:
+        yield ctx.client(), ctx.client("dynamodbstreams"), str(ctx.endpoint_url), False
+        return
+    endpoint = EmbeddedEndpoint(port).start()
+    try:
+        yield (endpoint.client("dynamodb"), endpoint.client("dynamodbstreams"), endpoint.url,
+               True)
+    finally:
+        endpoint.stop()
+
+
+def run_demo(ctx: CliContext) -> int:
+    """``convlog demo [--model NAME]``."""
+    model = ctx.args.model
+    if model and not os.environ.get("OPENAI_API_KEY"):
+        raise InvalidInputError("--model needs OPENAI_API_KEY in the environment")
+    started = time.monotonic()
+    with _endpoint(ctx) as (client, streams, url, embedded):
+        where = "embedded DynamoDB endpoint" if embedded else "endpoint"
+        ctx.print(f"convlog demo: {where} {url}, table {ctx.table}")
+        run_async(create_table_if_not_exists(client, ctx.table))
+        handler = _projector(ctx, ctx.args.projector, client) if embedded else None
+        pump = _Pump(client, ctx.table, handler, streams)
+        try:
+            result = _converse(ctx, client, pump, model, embedded)
+            pump.drain()
+            ok = _report(ctx, client, result, projected=pump.running or not embedded)
+        finally:
+            pump.stop()
+    ctx.print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _converse(
+    ctx: CliContext, client: Any, pump: _Pump, model: str | None, embedded: bool
+) -> DemoResult:
+    _section(ctx, "conversation (Runner.run with DynamoDBSession, "
+             + (f"model {model})" if model else "scripted model, no API key)"))
+    wrap = _tool_cache_wrapper(client, ctx.table)
+
+    def on_turn(session_id: str, text: str, output: str) -> None:
+        ctx.print(f"[{session_id}] user : {shorten(text, 60)}")
+        ctx.print(f"{' ' * (len(session_id) + 2)} agent: {shorten(output, 60)}")
+
+    async def after_turn() -> None:
+        pump.drain()
+
+    suffix = "" if embedded else "-" + uuid.uuid4().hex[:6]
+    return run_async(
+        run_conversation(client, ctx.table, model_name=model, wrap_tool=wrap,
+                         on_turn=on_turn, after_turn=after_turn, suffix=suffix)
+    )
+
+
+def _tool_cache_wrapper(client: Any, table: str) -> Any:
+    try:
+        from .toolcache import ToolCache, cached_tool
+    except ImportError:
+        return None
+    cache = ToolCache(client, table)
+
+    def wrap(fn: Any) -> Any:
+        return cached_tool(cache, name=TOOL_NAME)(fn)
+
+    return wrap
+
+
+def _section(ctx: CliContext, title: str) -> None:
+    ctx.print(f"\n== {title} ==")
+
+
+def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool) -> bool:
+    log = EventLog(client, ctx.table)
+    session_id = result.main_session
+
+    _section(ctx, f"events of {session_id}")
+    now = run_async(replay(log, session_id))
+    ctx.print(render_replay(now, None, None))
+
+    _section(ctx, "snapshot (written by the projector from the stream)")
+    snapshot = run_async(read_snapshot(client, ctx.table, session_id)) if projected else None
+    if snapshot is None:
+        ctx.print("  (no snapshot: projections are off)")
+    else:
+        ctx.print(f"  SESSION#{session_id} / SNAPSHOT: seq {snapshot.seq}, "
+                  f"{len(snapshot.entries)} items")
+        ctx.print(render_items([e.item for e in snapshot.entries]))
+
+    _section(ctx, "tool cache")
+    calls = sum(1 for s in now.events for i in getattr(s.event, "items", [])
+                if i.get("type") == "function_call")
+    ctx.print(f"  {TOOL_NAME} called {calls} times by the agent, executed "
+              f"{result.tool_executions} times")
+    for entry in run_async(read_tool_cache(client, ctx.table, TOOL_NAME)):
+        ctx.print(f"  {entry['pk']} / {shorten(entry['sk'], 22)}: output "
+                  f"{shorten(str(entry.get('output')), 48)}")
+        ctx.print(f"    from session {entry.get('session')} call {entry.get('call_id')}, "
+                  f"created {entry.get('created')}, hits {entry.get('hits', 0)}")
+
+    _section(ctx, f"sessions of user {result.user}")
+    try:
+        listing = render_sessions(client, ctx.table, result.user) if projected else None
+    except ImportError:
+        listing = None
+    ctx.print(listing or "  (no session index: projections are off)")
+
+    _section(ctx, f"replay of {session_id} at seq {result.checkpoint_seq} (after turn 1)")
+    earlier = run_async(replay(log, session_id, at_seq=result.checkpoint_seq))
+    ctx.print(f"  items then ({len(earlier.items)}):")
+    ctx.print(render_items(earlier.items))
+    same = earlier.items == result.checkpoint_items
+    ctx.print(f"  equal to what get_items returned after turn 1: {'yes' if same else 'NO'}")
+
+    _section(ctx, "verify")
+    ok = same
+    for sid in result.sessions:
+        report = run_async(verify_session(log, sid))
+        ctx.print(describe_report(report))
+        ok = ok and report.ok
+    return ok
+
+
+def run_serve(ctx: CliContext) -> int:
+    """``convlog serve [--port 4566]``: run until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    previous = _install_stop_handlers(stop)
+    try:
+        with _endpoint(ctx, ctx.args.port) as (client, streams, url, _):
+            run_async(create_table_if_not_exists(client, ctx.table))
+            handler = None if ctx.args.no_projector else _projector(ctx, ctx.args.projector, client)
+            pump = _Pump(client, ctx.table, _logging(ctx, handler), streams)
+            pump.start()
+            ctx.print(f"convlog serve: DynamoDB endpoint {url} (table {ctx.table}, "
+                      f"stream pump {'on' if pump.running else 'off'})")
+            ctx.print("export these in the shell of your agent app:")
+            ctx.print(f"  export AWS_ENDPOINT_URL_DYNAMODB={url}")
+            ctx.print(f"  export AWS_REGION={LOCAL_REGION} "
+                      f"AWS_ACCESS_KEY_ID={LOCAL_CREDENTIALS['aws_access_key_id']} "
+                      f"AWS_SECRET_ACCESS_KEY={LOCAL_CREDENTIALS['aws_secret_access_key']}")
+            ctx.print(f"  export CONVLOG_TABLE={ctx.table}")
+            ctx.print("press Ctrl-C to stop")
+            ctx.out.flush()
+            try:
+                while not stop.wait(0.2):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            ctx.print("convlog serve: stopping")
+            pump.stop()
+    finally:
+        _restore_handlers(previous)
+    ctx.print("convlog serve: stopped")
+    ctx.out.flush()
+    return EXIT_OK
+
+
+def _logging(ctx: CliContext, handler: Handler | None) -> Handler | None:
+    if handler is None:
+        return None
+
+    def logged(event: dict[str, Any], context: Any) -> Any:
+        response = handler(event, context)
+        failed = {f.get("itemIdentifier") for f in (response or {}).get("batchItemFailures", [])}
+        for record in event.get("Records", []):
+            keys = record.get("dynamodb", {}).get("Keys", {})
+            image = record.get("dynamodb", {}).get("NewImage", {})
+            status = "FAILED" if record.get("dynamodb", {}).get("SequenceNumber") in failed \
+                else "projected"
+            ctx.print(f"{time.strftime('%H:%M:%S')} {status} {keys.get('pk', {}).get('S')} "
+                      f"{keys.get('sk', {}).get('S')} {image.get('type', {}).get('S', '')}")
+        ctx.out.flush()
+        return response
+
+    return logged
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    return previous
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+__all__ = ["ConvlogError", "render_table", "run_demo", "run_serve"]
