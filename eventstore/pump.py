@@ -105,7 +105,7 @@ def matches_filter(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> boo
         present = isinstance(record, Mapping) and key in record
         value = record.get(key) if present else None
         if isinstance(sub, Mapping):
-            if not present or not matches_filter(sub, value):
+            if not present or not isinstance(value, Mapping) or not matches_filter(sub, value):
                 return False
         elif not any(_rule(rule, present, value) for rule in sub):
             return False

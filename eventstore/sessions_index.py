@@ -1,0 +1,135 @@
+"""The per-user session index: a user's sessions, most recently active first.
+
+The projector keeps one ``META`` item per session (title, created, last active, item
+count). When the session's events carry a ``user_id``, the item is also in the global
+secondary index ``by_user`` under ``gsi1pk = USER#<user_id>`` and
+``gsi1sk = <last active ISO time>#<session id>``, so one ``Query`` on the index, newest
+first, returns a page of a user's sessions. The index is eventually consistent: a
+session shows up (or moves to the top) once the projector has seen its events.
+
+Example:
+    ```python
+    from eventstore import list_sessions
+
+    page = await list_sessions(client, "agent_sessions", "user-42", limit=20)
+    for info in page.sessions:
+        print(info.session_id, info.title, info.last_active, info.item_count)
+    if page.cursor:
+        page = await list_sessions(client, "agent_sessions", "user-42", cursor=page.cursor)
+    ```
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .client import wrap_client
+from .errors import CorruptEventError, InvalidInputError
+from .keys import user_pk
+from .table import USER_INDEX
+from .views import decode_meta
+
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One session of a user, as the index knows it."""
+
+    session_id: str
+    title: str | None
+    last_active: str
+    item_count: int
+    created: str
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """A page of sessions, newest-active first; ``cursor`` fetches the next (or ``None``)."""
+
+    sessions: list[SessionInfo]
+    cursor: str | None = None
+
+
+async def list_sessions(
+    client: Any,
+    table_name: str,
+    user_id: str,
+    *,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> SessionPage:
+    """List a user's sessions, most recently active first.
+
+    Args:
+        client: A boto3 or aiobotocore DynamoDB client.
+        table_name: The convlog table.
+        user_id: Whose sessions.
+        limit: Most sessions per page (1 to 1000).
+        cursor: ``SessionPage.cursor`` of the previous page.
+
+    Returns:
+        The page. Sessions whose views have expired (``ttl`` in the past) are left out,
+        so a page can be shorter than ``limit`` and still have a cursor.
+
+    Raises:
+        InvalidInputError: Bad user id, limit or cursor (nothing is read).
+    """
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidInputError("user_id must be a non-empty string")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInputError(f"limit must be an int from 1 to {MAX_LIMIT}, got {limit!r}")
+    start = _decode_cursor(cursor, user_id) if cursor is not None else None
+    params: dict[str, Any] = {
+        "TableName": table_name,
+        "IndexName": USER_INDEX,
+        "KeyConditionExpression": "gsi1pk = :u",
+        "FilterExpression": "attribute_not_exists(#t) OR #t > :now",
+        "ExpressionAttributeNames": {"#t": "ttl"},
+        "ExpressionAttributeValues": {
+            ":u": {"S": user_pk(user_id)},
+            ":now": {"N": str(int(time.time()))},
+        },
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if start:
+        params["ExclusiveStartKey"] = start
+    response = await wrap_client(client).call("query", **params)
+    sessions: list[SessionInfo] = []
+    for item in response.get("Items", []):
+        try:
+            meta = decode_meta(item)
+        except CorruptEventError:
+            continue
+        sessions.append(
+            SessionInfo(meta.session_id, meta.title, meta.last_active, meta.item_count,
+                        meta.created)
+        )
+    last = response.get("LastEvaluatedKey")
+    return SessionPage(sessions, _encode_cursor(last, user_id) if last else None)
+
+
+def _encode_cursor(key: dict[str, Any], user_id: str) -> str:
+    data = json.dumps({"u": user_id, "k": key}, sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(data.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: Any, user_id: str) -> dict[str, Any]:
+    if not isinstance(cursor, str) or not cursor:
+        raise InvalidInputError("cursor must be a non-empty string from a previous page")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        key = data["k"]
+        owner = data["u"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError("cursor is not one returned by list_sessions") from exc
+    if owner != user_id or not isinstance(key, dict):
+        raise InvalidInputError("cursor belongs to another user's listing")
+    return key

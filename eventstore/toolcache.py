@@ -1,0 +1,299 @@
+"""The tool-result cache: reuse the output of a tool called with the same arguments.
+
+Entries live in the convlog table at ``pk = TOOL#<tool name>``,
+``sk = ARGS#<sha256 of the canonical arguments>`` (key order and whitespace do not
+matter). They come from two places: the projector, which pairs every
+``function_call_output`` in a session with its ``function_call``; and ``cached_tool``,
+which stores what a wrapped tool returned. A lookup is one ``UpdateItem`` that adds 1
+to ``hits`` only if the entry exists and is alive, so the counter is exact under
+concurrency and an expired entry (``ttl`` in the past, even before DynamoDB deletes it)
+is a miss.
+
+Example:
+    ```python
+    from agents import Agent, function_tool
+    from eventstore import ToolCache, cached_tool
+
+    cache = ToolCache(client, "agent_sessions")
+
+    @cached_tool(cache, ttl_seconds=600)
+    @function_tool
+    async def get_weather(city: str) -> str:
+        return await fetch_weather(city)
+
+    agent = Agent(name="assistant", tools=[get_weather])
+    entry = await cache.get("get_weather", {"city": "Paris"})
+    await cache.invalidate("get_weather")  # every entry of the tool
+    ```
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .client import DynamoClient, wrap_client
+from .errors import ConditionFailedError, ConvlogError, InvalidInputError
+from .keys import args_sk, tool_pk
+from .views import (
+    ToolCacheEntry,
+    arguments_hash,
+    decode_tool_entry,
+    encode_tool_entry,
+    tool_output_fits,
+)
+
+LOG = logging.getLogger("convlog.toolcache")
+DEFAULT_TTL_SECONDS = 3600
+Arguments = Mapping[str, Any] | str
+
+
+class ToolCache:
+    """Cached tool results in the convlog table.
+
+    Args:
+        client: A boto3 or aiobotocore DynamoDB client.
+        table_name: The convlog table.
+        default_ttl_seconds: Lifetime of entries written by ``put`` without a TTL.
+        clock: Epoch-seconds clock (tests pass a fake one).
+
+    Example:
+        ```python
+        cache = ToolCache(client, "agent_sessions")
+        await cache.put("add", {"a": 1, "b": 2}, "3", ttl_seconds=60)
+        hit = await cache.get("add", '{"b": 2, "a": 1}')
+        assert hit is not None and hit.output == "3"
+        ```
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        default_ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(table_name, str) or not table_name:
+            raise InvalidInputError("table_name must be a non-empty string")
+        _check_ttl(default_ttl_seconds)
+        self.db: DynamoClient = wrap_client(client)
+        self.table_name = table_name
+        self.default_ttl_seconds = default_ttl_seconds
+        self.clock = clock
+
+    async def get(
+        self, tool_name: str, arguments: Arguments, *, max_age_seconds: int | None = None
+    ) -> ToolCacheEntry | None:
+        """Return the live entry for these arguments and count the hit, or ``None``.
+
+        Args:
+            tool_name: The tool's name.
+            arguments: A dict or a JSON string of the arguments.
+            max_age_seconds: Also treat entries created longer ago than this as misses.
+
+        Raises:
+            InvalidInputError: Bad tool name or arguments (nothing is read).
+        """
+        key = self._key(tool_name, arguments)
+        now = self.clock()
+        condition = "attribute_exists(pk) AND (attribute_not_exists(#t) OR #t > :now)"
+        values: dict[str, Any] = {":one": {"N": "1"}, ":now": {"N": str(int(now))}}
+        names = {"#t": "ttl", "#h": "hits"}
+        if max_age_seconds is not None:
+            condition += " AND #c >= :oldest"
+            values[":oldest"] = {"S": _iso(now - max_age_seconds)}
+            names["#c"] = "created"
+        try:
+            response = await self.db.call(
+                "update_item",
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="ADD #h :one",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailedError:
+            return None
+        return decode_tool_entry(response["Attributes"])
+
+    async def put(
+        self,
+        tool_name: str,
+        arguments: Arguments,
+        output: Any,
+        *,
+        ttl_seconds: int | None = None,
+        session_id: str | None = None,
+        call_id: str | None = None,
+    ) -> ToolCacheEntry:
+        """Store (or replace) the output of ``tool_name`` for ``arguments``.
+
+        Raises:
+            InvalidInputError: Bad name, arguments or TTL, or an output that is not JSON
+                or too large for one item (nothing is written).
+        """
+        key = self._key(tool_name, arguments)
+        ttl = _check_ttl(self.default_ttl_seconds if ttl_seconds is None else ttl_seconds)
+        if not tool_output_fits(output):
+            raise InvalidInputError(
+                f"output of {tool_name!r} is not JSON-serialisable or larger than one item"
+            )
+        now = self.clock()
+        entry = ToolCacheEntry(
+            tool_name=tool_name,
+            arguments_hash=key["sk"]["S"].split("#", 1)[1],
+            output=output,
+            created=_iso(now),
+            ttl=int(now) + ttl,
+            session_id=session_id,
+            call_id=call_id,
+        )
+        await self.db.call("put_item", TableName=self.table_name, Item=encode_tool_entry(entry))
+        return entry
+
+    async def invalidate(self, tool_name: str, arguments: Arguments | None = None) -> int:
+        """Delete the entry for ``arguments``, or every entry of the tool (``None``).
+
+        Returns:
+            How many entries were deleted.
+        """
+        if arguments is not None:
+            response = await self.db.call(
+                "delete_item", TableName=self.table_name, Key=self._key(tool_name, arguments),
+                ReturnValues="ALL_OLD",
+            )
+            return 1 if response.get("Attributes") else 0
+        _check_name(tool_name)
+        deleted = 0
+        start: dict[str, Any] | None = None
+        while True:
+            params: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": tool_pk(tool_name)}},
+                "ProjectionExpression": "pk, sk",
+                "ConsistentRead": True,
+            }
+            if start:
+                params["ExclusiveStartKey"] = start
+            page = await self.db.call("query", **params)
+            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in page.get("Items", [])]
+            for i in range(0, len(keys), 25):
+                await self._delete_batch(keys[i : i + 25])
+            deleted += len(keys)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return deleted
+
+    async def _delete_batch(self, keys: list[dict[str, Any]]) -> None:
+        requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]
+        for _ in range(8):
+            response = await self.db.call(
+                "batch_write_item", RequestItems={self.table_name: requests}
+            )
+            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
+            if not requests:
+                return
+        raise ConvlogError(f"{len(requests)} tool cache deletes stayed unprocessed")
+
+    def _key(self, tool_name: str, arguments: Arguments) -> dict[str, Any]:
+        _check_name(tool_name)
+        return {"pk": {"S": tool_pk(tool_name)}, "sk": {"S": args_sk(arguments_hash(arguments))}}
+
+
+def cached_tool(cache: ToolCache, *, ttl_seconds: int | None = None) -> Callable[[Any], Any]:
+    """Make an Agents SDK ``FunctionTool`` consult ``cache`` before it runs.
+
+    On a hit the stored output is returned and the tool body does not run; on a miss
+    the tool runs and a successful result is stored for ``ttl_seconds`` (errors are not
+    cached). Entries older than ``ttl_seconds`` are misses even if another writer gave
+    them a longer life. A failing cache never fails the tool: it is logged and skipped.
+
+    Args:
+        cache: The cache.
+        ttl_seconds: Lifetime of this tool's results (default: the cache's default).
+
+    Returns:
+        A decorator taking a ``FunctionTool`` and returning a cached copy of it.
+
+    Example:
+        ```python
+        weather = cached_tool(cache, ttl_seconds=300)(function_tool(get_weather))
+        ```
+    """
+    ttl = _check_ttl(cache.default_ttl_seconds if ttl_seconds is None else ttl_seconds)
+
+    def decorate(tool: Any) -> Any:
+        from agents import FunctionTool
+
+        if not isinstance(tool, FunctionTool):
+            raise InvalidInputError(
+                f"cached_tool wraps an agents.FunctionTool, got {type(tool).__name__}"
+            )
+        name = tool.name
+        invoker: Any = tool.on_invoke_tool
+        inner = getattr(invoker, "_invoke_tool_impl", None)
+        bind = getattr(invoker, "__agents_bind_function_tool__", None)
+        wrapped = copy.copy(tool)
+        if inner is not None and callable(bind):
+            # Wrap the body inside the SDK's failure handler, so errors are not cached.
+            new_invoker: Any = copy.copy(invoker)
+            new_invoker._invoke_tool_impl = _caching(cache, name, ttl, inner)
+            new_invoker._function_tool = None
+            wrapped.on_invoke_tool = new_invoker.__agents_bind_function_tool__(wrapped)
+        else:
+            wrapped.on_invoke_tool = _caching(cache, name, ttl, invoker)
+        return wrapped
+
+    return decorate
+
+
+def _caching(
+    cache: ToolCache, name: str, ttl: int, run: Callable[[Any, str], Awaitable[Any]]
+) -> Callable[[Any, str], Awaitable[Any]]:
+    @functools.wraps(run)
+    async def invoke(ctx: Any, input_json: str) -> Any:
+        try:
+            hit = await cache.get(name, input_json or "{}", max_age_seconds=ttl)
+        except InvalidInputError:
+            return await run(ctx, input_json)
+        except ConvlogError as exc:
+            LOG.warning("tool cache lookup for %s failed, running the tool: %s", name, exc)
+            hit = None
+        if hit is not None:
+            return hit.output
+        result = await run(ctx, input_json)
+        if tool_output_fits(result):
+            try:
+                await cache.put(name, input_json or "{}", result, ttl_seconds=ttl,
+                                call_id=getattr(ctx, "tool_call_id", None))
+            except ConvlogError as exc:
+                LOG.warning("could not cache the result of %s: %s", name, exc)
+        return result
+
+    return invoke
+
+
+def _check_name(tool_name: Any) -> str:
+    if not isinstance(tool_name, str) or not tool_name:
+        raise InvalidInputError("tool_name must be a non-empty string")
+    return tool_name
+
+
+def _check_ttl(ttl: Any) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise InvalidInputError(f"ttl_seconds must be a positive int, got {ttl!r}")
+    return ttl
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
