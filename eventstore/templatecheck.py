@@ -323,14 +323,9 @@ def handler_problems(template: Template) -> list[str]:
     return problems
 
 
-def check(path: str | Path) -> list[str]:
-    """Run every check on the template at ``path``; return all problems found."""
-    try:
-        template = load_template(path)
-    except InvalidInputError as exc:
-        return [str(exc)]
-    problems = lint_problems(path)
-    problems += table_problems(template)
+def check_template(template: Template) -> list[str]:
+    """Run every check except cfn-lint on a parsed template; return the problems."""
+    problems = table_problems(template)
     try:
         transformed = transform(template)
     except InvalidInputError as exc:
@@ -338,6 +333,15 @@ def check(path: str | Path) -> list[str]:
     problems += template_mapping_problems(transformed)
     problems += handler_problems(transformed)
     return problems
+
+
+def check(path: str | Path) -> list[str]:
+    """Run every check (cfn-lint included) on the template at ``path``."""
+    try:
+        template = load_template(path)
+    except InvalidInputError as exc:
+        return [str(exc)]
+    return lint_problems(path) + check_template(template)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
