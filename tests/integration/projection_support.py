@@ -1,0 +1,136 @@
+"""Helpers shared by the projector, pump, tool-cache and session-index tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore.events import (
+    GENESIS_HASH,
+    Event,
+    ItemPopped,
+    ItemsAdded,
+    SessionCleared,
+    canonical_json,
+    chain_hash,
+)
+from eventstore.fold import fold_forward
+from eventstore.local import EmbeddedEndpoint
+from eventstore.pump import StreamPump
+from eventstore.records import StoredEvent, encode_event
+from stream_handlers.projector import build_handler
+
+Spec = tuple[str, Any]
+
+
+def ts_of(n: int) -> str:
+    """A deterministic ISO timestamp, ``n`` seconds after a fixed epoch."""
+    minutes, seconds = divmod(n, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"2026-03-01T{hours:02d}:{minutes:02d}:{seconds:02d}.000Z"
+
+
+@dataclass
+class History:
+    """Deterministic events of one session, written straight to the table."""
+
+    session_id: str
+    user_id: str | None = None
+    head_hash: str = GENESIS_HASH
+    seq: int = 0
+
+    def build(self, spec: Spec, ts: str, ttl: int | None = None) -> StoredEvent:
+        kind, value = spec
+        self.seq += 1
+        common: dict[str, Any] = {
+            "session_id": self.session_id, "seq": self.seq, "ts": ts,
+            "user_id": self.user_id, "token": f"tok-{self.session_id}-{self.seq}",
+        }
+        event: Event
+        if kind == "add":
+            event = ItemsAdded(items=value, **common)
+        elif kind == "pop":
+            event = ItemPopped(item=value, **common)
+        else:
+            event = SessionCleared(**common)
+        digest = chain_hash(self.head_hash, event)
+        stored = StoredEvent(event, self.head_hash, digest, ttl)
+        self.head_hash = digest
+        return stored
+
+
+def put_events(client: Any, table: str, events: Sequence[StoredEvent]) -> None:
+    """Write events with BatchWriteItem (25 a request); events with parts use a transaction."""
+    items: list[dict[str, Any]] = []
+    for stored in events:
+        encoded = encode_event(stored.event, stored.prev_hash, stored.hash, ttl=stored.ttl)
+        if len(encoded) > 1:
+            client.transact_write_items(
+                TransactItems=[{"Put": {"TableName": table, "Item": i}} for i in encoded]
+            )
+        else:
+            items.extend(encoded)
+    for start in range(0, len(items), 25):
+        requests = [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]
+        while requests:
+            response = client.batch_write_item(RequestItems={table: requests})
+            requests = response.get("UnprocessedItems", {}).get(table, [])
+
+
+def expected_items(events: Sequence[StoredEvent]) -> list[Any]:
+    """What get_items must return: the fold of every event."""
+    return fold_forward(events).items()
+
+
+def view_items(client: Any, table: str) -> list[dict[str, Any]]:
+    """Every item that is not an event, sorted by key (a table scan)."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(i for i in page["Items"] if not i["sk"]["S"].startswith("EVENT#"))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
+
+
+def dump(items: list[dict[str, Any]]) -> str:
+    """Byte-exact text of items (binary values as hex), for comparisons."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, bytes | bytearray):
+            return {"bytes": bytes(value).hex()}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+    return canonical_json(plain(items))
+
+
+def make_pump(
+    endpoint: EmbeddedEndpoint,
+    table: str,
+    handler: Callable[[dict[str, Any], Any], Any] | None = None,
+    *,
+    handler_client: Any = None,
+    **options: Any,
+) -> StreamPump:
+    """A pump on its own clients (so request counters see only the handler's calls)."""
+    if handler is None:
+        handler = build_handler(handler_client or endpoint.client("dynamodb"), table)
+    return StreamPump(
+        handler, table, dynamodb=endpoint.client("dynamodb"),
+        streams=endpoint.client("dynamodbstreams"), **options,
+    )
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A canned Lambda event from tests/events/."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "events" / name
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
