@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import importlib
 import os
 import sys
@@ -104,7 +105,7 @@ def make_client(service: str, endpoint_url: str | None, region: str | None) -> A
     if not region:
         raise StorageError("no AWS region configured: pass --region or set AWS_REGION")
     config = Config(
-        connect_timeout=3, read_timeout=30, retries={"mode": "standard", "max_attempts": 4}
+        connect_timeout=3, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
     )
     return boto3.client(  # type: ignore[call-overload]
         service, endpoint_url=endpoint_url, region_name=region, config=config, **kwargs
@@ -112,8 +113,17 @@ def make_client(service: str, endpoint_url: str | None, region: str | None) -> A
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a fresh event loop."""
-    return asyncio.run(coro)
+    """Run a coroutine to completion on a fresh event loop.
+
+    Inside a running loop (``main`` called from async code, e.g. a notebook) the
+    coroutine runs on a fresh loop in a worker thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="convlog-cli") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def load_projector(spec: str, client: Any, table: str) -> Callable[[dict[str, Any], Any], Any]:

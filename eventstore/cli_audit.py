@@ -66,17 +66,19 @@ def replay_json(result: ReplayResult) -> dict[str, Any]:
 
 def render_replay(result: ReplayResult, at_seq: int | None, as_of: str | None) -> str:
     """The ``--format table`` text of a replay: events, then the items at that point."""
-    point = (
-        f"as of {as_of}" if as_of else f"at seq {at_seq}" if at_seq is not None else "now"
-    )
+    if as_of:
+        point = f"state as of {as_of} (after seq {result.at_seq})"
+    elif at_seq is not None:
+        point = f"state after seq {result.at_seq}"
+    else:
+        point = f"state now (after seq {result.at_seq})"
     rows = [
         [str(s.event.seq), s.event.ts, s.event.type, s.event.user_id or "-",
          summarize_event(s.event)]
         for s in result.events
     ]
     lines = [
-        f"session {result.session_id}: {len(result.events)} events, state {point} "
-        f"(after seq {result.at_seq})",
+        f"session {result.session_id}: {len(result.events)} events, {point}",
         "",
         render_table(["SEQ", "TIME", "TYPE", "USER", "SUMMARY"], rows) if rows else "(no events)",
         "",
