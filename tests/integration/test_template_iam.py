@@ -271,3 +271,69 @@ async def test_key_layout_makes_tenant_isolation_by_leading_keys_possible(
     assert not any(allowed(policy, a, {"tenant": "globex"}) for a in found)
     # A tenant whose name is a prefix of another's does not reach it ("acme" vs "acmex").
     assert not any(allowed(policy, a, {"tenant": "acm"}) for a in found)
+
+
+def _role_policy() -> dict[str, Any]:
+    """The projector role's inline policy from template.yaml, with ARNs for the docs' table."""
+    from eventstore.templatecheck import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    policies = template["Resources"]["ProjectorRole"]["Properties"]["Policies"]
+    assert len(policies) == 1
+    arns = {"Arn": ARN + POLICY_TABLE, "StreamArn": ARN + POLICY_TABLE + "/stream/*"}
+
+    def resolve(resource: Any) -> str:
+        if resource == "*":
+            return "*"
+        logical, attribute = resource["Fn::GetAtt"]
+        return arns[attribute] if logical == "EventsTable" else f"arn:other:{logical}"
+
+    statements = [
+        {**s, "Resource": [resolve(r) for r in _list(s["Resource"])]}
+        for s in policies[0]["PolicyDocument"]["Statement"]
+    ]
+    return {"Statement": statements}
+
+
+async def test_projector_role_allows_exactly_what_the_projector_and_its_mapping_send(
+    endpoint: EmbeddedEndpoint, table: str
+) -> None:
+    from eventstore.pump import StreamPump
+    from stream_handlers.projector import build_handler
+
+    writer = endpoint.client("dynamodb")
+    session = DynamoDBSession("proj-1", writer, table, user_id="carol")
+    await session.add_items([{"role": "user", "content": "add 1 and 2"}])
+    await session.add_items([
+        {"type": "function_call", "call_id": "c1", "name": "add",
+         "arguments": '{"a": 1, "b": 2}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "3"},
+    ])
+    await session.add_items([{"role": "assistant", "content": "3"}, _big_item()])
+
+    projector_client = endpoint.client("dynamodb")
+    streams = endpoint.client("dynamodbstreams")
+    projector = Recorder().attach(projector_client.meta.events)
+    mapping: list[str] = []
+    streams.meta.events.register(
+        "before-send", lambda request, **_: mapping.append(
+            request.headers["X-Amz-Target"].decode().split(".")[-1]))
+    pump = StreamPump(build_handler(projector_client, table), table,
+                      dynamodb=endpoint.client("dynamodb"), streams=streams)
+    assert pump.drain() >= 3  # an event split into parts is one record per part
+    assert (await ToolCache(writer, table).get("add", {"b": 2, "a": 1})) is not None
+
+    policy = _role_policy()
+    found = projector.accesses()
+    assert found and [a for a in found if not allowed(policy, a)] == []
+    used = {a.action for a in found}
+    granted = {a for s in policy["Statement"] if s["Sid"] == "ReadEventsWriteViews"
+               for a in _list(s["Action"])}
+    assert used <= granted
+    # GetItem is granted for reading one view or event by key; everything else is used.
+    assert granted - used <= {"dynamodb:GetItem"}
+    stream_arn = ARN + POLICY_TABLE + "/stream/2026"
+    stream_access = [Access(f"dynamodb:{op}", stream_arn, ()) for op in set(mapping)]
+    assert {a.action for a in stream_access} >= {"dynamodb:GetShardIterator",
+                                                 "dynamodb:GetRecords"}
+    assert all(allowed(policy, a) for a in stream_access)
