@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from .audit import (
@@ -30,6 +31,7 @@ from .errors import ConditionFailedError, CorruptEventError, InvalidInputError
 from .events import event_body
 from .keys import validate_session_id
 from .log import EventLog
+from .sessions_index import SessionPage, list_sessions
 
 
 def run_replay(ctx: CliContext) -> int:
@@ -176,18 +178,18 @@ def run_sessions(ctx: CliContext) -> int:
         ctx.print(json.dumps(_page_json(page), ensure_ascii=False, indent=2, default=str))
         return EXIT_OK
     ctx.print(render_page(page, ctx.args.user))
-    if page.next_cursor:
-        ctx.print(f"next page: convlog sessions --user {ctx.args.user} --cursor {page.next_cursor}")
+    if page.cursor:
+        ctx.print(f"next page: convlog sessions --user {ctx.args.user} --cursor {page.cursor}")
     return EXIT_OK
 
 
-def _list_sessions(client: Any, table: str, user: str, limit: int, cursor: str | None) -> Any:
-    from .sessions_index import list_sessions
-
+def _list_sessions(
+    client: Any, table: str, user: str, limit: int, cursor: str | None
+) -> SessionPage:
     return run_async(list_sessions(client, table, user, limit=limit, cursor=cursor))
 
 
-def render_page(page: Any, user: str) -> str:
+def render_page(page: SessionPage, user: str) -> str:
     """A page of ``list_sessions`` as a table, newest first."""
     rows = [
         [s.session_id, str(s.last_active), str(s.item_count), shorten(str(s.title or ""), 40)]
@@ -203,9 +205,5 @@ def render_sessions(client: Any, table: str, user: str, limit: int = 20) -> str:
     return render_page(_list_sessions(client, table, user, limit, None), user)
 
 
-def _page_json(page: Any) -> dict[str, Any]:
-    sessions = [
-        s.model_dump(mode="json") if hasattr(s, "model_dump") else vars(s)
-        for s in page.sessions
-    ]
-    return {"sessions": sessions, "next_cursor": page.next_cursor}
+def _page_json(page: SessionPage) -> dict[str, Any]:
+    return {"sessions": [asdict(s) for s in page.sessions], "next_cursor": page.cursor}

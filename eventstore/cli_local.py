@@ -134,16 +134,9 @@ def _converse(
 
 
 def _tool_cache_wrapper(client: Any, table: str) -> Any:
-    try:
-        from .toolcache import ToolCache, cached_tool
-    except ImportError:
-        return None
-    cache = ToolCache(client, table)
+    from .toolcache import ToolCache, cached_tool
 
-    def wrap(fn: Any) -> Any:
-        return cached_tool(cache, name=TOOL_NAME)(fn)
-
-    return wrap
+    return cached_tool(ToolCache(client, table))
 
 
 def _section(ctx: CliContext, title: str) -> None:
@@ -170,8 +163,10 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     _section(ctx, "tool cache")
     calls = sum(1 for s in now.events for i in getattr(s.event, "items", [])
                 if i.get("type") == "function_call")
-    ctx.print(f"  {TOOL_NAME} called {calls} times by the agent, executed "
-              f"{result.tool_executions} times")
+    hits = calls - result.tool_executions
+    ctx.print(f"  the agent called {TOOL_NAME} {calls} times with the same arguments; the "
+              f"function ran {result.tool_executions} time(s), {hits} call(s) served from "
+              "the cache")
     for entry in run_async(read_tool_cache(client, ctx.table, TOOL_NAME)):
         ctx.print(f"  {entry['pk']} / {shorten(entry['sk'], 22)}: output "
                   f"{shorten(str(entry.get('output')), 48)}")
@@ -179,11 +174,8 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
                   f"created {entry.get('created')}, hits {entry.get('hits', 0)}")
 
     _section(ctx, f"sessions of user {result.user}")
-    try:
-        listing = render_sessions(client, ctx.table, result.user) if projected else None
-    except ImportError:
-        listing = None
-    ctx.print(listing or "  (no session index: projections are off)")
+    ctx.print(render_sessions(client, ctx.table, result.user) if projected
+              else "  (no session index: projections are off)")
 
     _section(ctx, f"replay of {session_id} at seq {result.checkpoint_seq} (after turn 1)")
     earlier = run_async(replay(log, session_id, at_seq=result.checkpoint_seq))

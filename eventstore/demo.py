@@ -21,8 +21,7 @@ from typing import Any
 from .log import EventLog
 from .session import DynamoDBSession
 
-ToolFunction = Callable[[str], Awaitable[str]]
-ToolWrapper = Callable[[ToolFunction], ToolFunction]
+ToolWrapper = Callable[[Any], Any]
 TurnCallback = Callable[[str, str, str], None]
 
 USER = "alice"
@@ -109,7 +108,7 @@ async def run_conversation(
         client: A boto3 (or aiobotocore) DynamoDB client.
         table: The convlog table (must exist).
         model_name: A real OpenAI model instead of the scripted one.
-        wrap_tool: Wraps the weather function, e.g. with the tool-result cache.
+        wrap_tool: Wraps the weather ``FunctionTool``, e.g. with ``cached_tool``.
         on_turn: Called with (session, input, output) after each turn.
         after_turn: Awaited after each turn (e.g. to let the stream pump catch up).
         suffix: Appended to every session id (to run the demo twice on one table).
@@ -124,17 +123,17 @@ async def run_conversation(
         forecast = FORECASTS.get(city.strip().lower(), "20°C, partly cloudy")
         return json.dumps({"city": city, "forecast": forecast}, ensure_ascii=False)
 
-    weather = wrap_tool(get_weather) if wrap_tool else get_weather
-
     async def get_weather_tool(city: str) -> str:
         """Return today's weather forecast for a city.
 
         Args:
             city: The city, e.g. "Paris".
         """
-        return await weather(city)
+        return await get_weather(city)
 
     tool = agents.function_tool(get_weather_tool, name_override=TOOL_NAME)
+    if wrap_tool is not None:
+        tool = wrap_tool(tool)
     for base_id, user_id, turns in SCRIPT:
         session_id = base_id + suffix
         result.sessions.append(session_id)
