@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -82,12 +84,24 @@ def _endpoint(ctx: CliContext, port: int | None = None) -> Iterator[tuple[Any, A
     if ctx.args.verb == "demo" and ctx.endpoint_url:
         yield ctx.client(), ctx.client("dynamodbstreams"), str(ctx.endpoint_url), False
         return
+    if port is not None:
+        _check_port(port)
     endpoint = EmbeddedEndpoint(port).start()
     try:
         yield (endpoint.client("dynamodb"), endpoint.client("dynamodbstreams"), endpoint.url,
                True)
     finally:
         endpoint.stop()
+
+
+def _check_port(port: int) -> None:
+    """Fail with one line when the port cannot be bound (werkzeug would exit the process)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            why = f"port {port} is in use" if exc.errno == errno.EADDRINUSE else str(exc)
+            raise InvalidInputError(f"cannot listen on 127.0.0.1:{port}: {why}") from exc
 
 
 def run_demo(ctx: CliContext) -> int:

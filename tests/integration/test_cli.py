@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -64,8 +65,9 @@ def test_refused_credentials_is_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Fault injection: the endpoint answers 400 UnrecognizedClientException."""
-    import eventstore.cli as cli_module
     from botocore.awsrequest import AWSResponse
+
+    import eventstore.cli as cli_module
 
     real = cli_module.make_client
 
@@ -160,7 +162,8 @@ def test_replay_as_of_gives_what_get_items_gave(
         run(session.add_items([{"role": "user", "content": text}]))
         time.sleep(0.05)
         now = time.time()
-        moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        moment = f"{stamp}.{int(now * 1000) % 1000:03d}Z"
         moments.append((moment, run(session.get_items())))
         time.sleep(0.05)
     before = "2000-01-01T00:00:00Z"
@@ -193,7 +196,7 @@ def test_jsonl_export_is_complete_and_reimportable(
         body = {k: v for k, v in line.items() if k not in ("prev_hash", "hash", "ttl")}
         assert parse_event(body).seq == line["seq"]
     assert lines[0]["prev_hash"] == "0" * 64
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(lines, lines[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(lines))
 
     export = tmp_path / "export.jsonl"
     export.write_text(result.out, encoding="utf-8")
@@ -232,3 +235,13 @@ def test_import_rejects_a_tampered_export_before_writing(
     result = cli(capsys, endpoint, other, "import", str(export))
     assert result.code == 2 and "seq 3" in result.err and "hash" in result.err
     assert scan(boto3_client, other) == []
+
+
+def test_demo_with_a_real_model_needs_an_api_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["demo", "--model", "gpt-4.1-mini"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "convlog demo: error: --model needs OPENAI_API_KEY in the environment"
+    )

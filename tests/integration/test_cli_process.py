@@ -1,0 +1,133 @@
+"""``convlog demo`` and ``convlog serve`` as real processes (the console script)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from eventstore import DynamoDBSession
+from eventstore.local import free_port
+
+CONVLOG = str(Path(sys.executable).with_name("convlog"))
+DEMO_SECTIONS = [
+    "== conversation (Runner.run with DynamoDBSession, scripted model, no API key) ==",
+    "== events of alice-trip-paris ==",
+    "== snapshot (written by the projector from the stream) ==",
+    "== tool cache ==",
+    "== sessions of user alice ==",
+    "== replay of alice-trip-paris at seq 3 (after turn 1) ==",
+    "== verify ==",
+]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "CONVLOG_TABLE")}
+    env.update(extra)
+    return env
+
+
+def test_demo_prints_every_section_and_passes() -> None:
+    proc = subprocess.run(
+        [CONVLOG, "demo"], capture_output=True, text=True, timeout=120, env=_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    positions = [out.index(section) for section in DEMO_SECTIONS]
+    assert positions == sorted(positions)
+    assert "SESSION#alice-trip-paris / SNAPSHOT: seq 8, 10 items" in out
+    assert "the function ran 1 time(s), 1 call(s) served from the cache" in out
+    assert "hits 1" in out
+    sessions = out.split("== sessions of user alice ==")[1].split("==")[0]
+    assert [line.split()[0] for line in sessions.strip().splitlines()[1:]] == [
+        "alice-trip-paris", "alice-museums"
+    ]
+    assert "equal to what get_items returned after turn 1: yes" in out
+    for sid, count in (("alice-museums", 2), ("bob-chat", 2), ("alice-trip-paris", 8)):
+        assert f"OK      {sid}: {count} events, seq 1..{count}, hash chain intact" in out
+    match = re.search(r"demo finished in ([0-9.]+)s", out)
+    assert match is not None
+    assert float(match.group(1)) < 20  # the issue's budget (excludes interpreter start-up)
+    assert proc.stderr == ""
+
+
+class _Lines:
+    """Collect a process's stdout lines on a thread; wait for a pattern."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_for(self, needle: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if needle in line:
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.lines.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"{needle!r} not printed; got {self.lines}")
+
+
+def test_serve_projects_while_running_and_stops_cleanly_on_sigint() -> None:
+    port = free_port()
+    table = f"serve-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [CONVLOG, "serve", "--port", str(port), "--table", table],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )
+    try:
+        out = _Lines(proc.stdout)
+        line = out.wait_for("export AWS_ENDPOINT_URL_DYNAMODB=")
+        url = line.split("=", 1)[1]
+        assert url == f"http://127.0.0.1:{port}"
+        assert out.wait_for("export CONVLOG_TABLE=").endswith(table)
+        assert "stream pump on" in out.lines[0]
+        client = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        session = DynamoDBSession("dev-1", client, table, user_id="dev")
+        import asyncio
+
+        asyncio.run(session.add_items([{"role": "user", "content": "hello from my app"}]))
+        logged = out.wait_for("SESSION#dev-1 EVENT#000000000001", timeout=30)
+        assert "projected" in logged and "items_added" in logged
+        meta = client.get_item(TableName=table,
+                               Key={"pk": {"S": "SESSION#dev-1"}, "sk": {"S": "META"}})
+        assert meta["Item"]["title"]["S"] == "hello from my app"
+        busy = subprocess.run(
+            [CONVLOG, "serve", "--port", str(port)], capture_output=True, text=True,
+            timeout=60, env=_env(),
+        )
+        assert busy.returncode == 2
+        assert busy.stderr.strip() == (
+            f"convlog serve: error: cannot listen on 127.0.0.1:{port}: port {port} is in use"
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        out.wait_for("convlog serve: stopped", timeout=5)
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
