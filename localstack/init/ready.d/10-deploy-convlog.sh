@@ -1,0 +1,34 @@
+#!/bin/bash
+# LocalStack READY hook: deploy template.yaml (the convlog stack) from the bundle that
+# `python localstack/build_bundle.py` wrote to localstack/build (mounted at /opt/convlog).
+# Progress: `docker compose logs localstack`; status: curl localhost:4566/_localstack/init/ready
+set -euo pipefail
+
+BUNDLE=/opt/convlog/build
+STACK="${CONVLOG_STACK:-convlog}"
+TABLE="${CONVLOG_TABLE:-agent_sessions}"
+BUCKET="${CONVLOG_ARTIFACT_BUCKET:-convlog-artifacts}"
+PACKAGED=/tmp/convlog-packaged.yaml
+
+if [ ! -f "$BUNDLE/stream_handlers/projector.py" ] || [ ! -f "$BUNDLE/template.yaml" ]; then
+  echo "convlog: no bundle in $BUNDLE; run 'python localstack/build_bundle.py' and restart" >&2
+  exit 1
+fi
+
+echo "convlog: deploying stack $STACK (table $TABLE)"
+awslocal s3api head-bucket --bucket "$BUCKET" 2>/dev/null || awslocal s3 mb "s3://$BUCKET"
+# CodeUri "." is resolved against the template's directory: the bundle.
+awslocal cloudformation package \
+  --template-file "$BUNDLE/template.yaml" \
+  --s3-bucket "$BUCKET" \
+  --output-template-file "$PACKAGED"
+awslocal cloudformation deploy \
+  --template-file "$PACKAGED" \
+  --stack-name "$STACK" \
+  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+  --parameter-overrides "TableName=$TABLE" "LogLevel=${CONVLOG_LOG_LEVEL:-DEBUG}" \
+      "TtlSeconds=${CONVLOG_TOOL_TTL:-3600}" \
+  --no-fail-on-empty-changeset
+awslocal cloudformation describe-stacks --stack-name "$STACK" \
+  --query "Stacks[0].[StackStatus, Outputs]" --output json
+echo "convlog: stack $STACK deployed"
