@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -67,7 +67,6 @@ class VerifyReport:
     expired_prefix: tuple[int, int] | None = None
     """Seqs ``(first, last)`` of the leading events that expired (TTL), if any."""
     problem: Problem | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -182,6 +181,22 @@ async def verify_session(
         The report; ``report.ok`` is false and ``report.problem`` names the seq when a
         changed, missing or reordered event is found.
     """
+    items = [item async for item in _raw_items(log, session_id)]
+    return verify_items(session_id, items, now=now)
+
+
+def verify_items(
+    session_id: str, items: list[AttrMap], *, now: float | None = None
+) -> VerifyReport:
+    """Verify the raw items of one session partition, in key order (pure).
+
+    Events are checked oldest first: the sort key's seq against the stored seq, no gap
+    in the seq sequence, ``prev_hash`` equal to the previous event's ``hash``, and
+    ``hash`` equal to ``sha256(prev_hash + canonical event)``. Missing or expired events
+    before the first live one are an expired prefix when the events carry a ``ttl``.
+    A snapshot that has applied a seq the log no longer holds means the newest events
+    were removed.
+    """
     at = time.time() if now is None else now
     report = VerifyReport(session_id)
     walk = _ChainWalk(report, at)
@@ -189,7 +204,7 @@ async def verify_session(
     parts: dict[str, list[AttrMap]] = {}
     snapshot_seq: int | None = None
     snapshot_ttl: int | None = None
-    async for item in _raw_items(log, session_id):
+    for item in sorted(items, key=lambda i: str(i["sk"]["S"])):
         sk = item["sk"]["S"]
         if sk.startswith(EVENT_PREFIX):
             if is_part_sk(sk):

@@ -55,7 +55,8 @@ def summarize_item(item: JsonItem, width: int = 60) -> str:
         return shorten(f"tool result {text}", width)
     role = item.get("role")
     if role is not None:
-        text = json.dumps(_content_text(item.get("content")), ensure_ascii=False)
+        flat = " ".join(_content_text(item.get("content")).split())
+        text = json.dumps(flat, ensure_ascii=False)
         return shorten(f"{role}: {text}", width)
     return shorten(f"{kind or 'item'}: {json.dumps(item, ensure_ascii=False)}", width)
 
