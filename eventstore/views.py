@@ -5,9 +5,10 @@ The projector (``stream_handlers``) keeps these views; ``get_items``, ``ToolCach
 without botocore, so ``projections`` can build the same values -- and the conditional
 writes that make a projection idempotent:
 
-* session views (snapshot head and parts, meta item) are written together in one
-  transaction, each ``Put`` guarded by ``attribute_not_exists(pk) OR seq < :seq``;
-  a redelivered or replayed batch finds ``seq`` already there and changes nothing;
+* session views (snapshot, meta item) are each written with the condition
+  ``attribute_not_exists(pk) OR seq < :seq`` (a snapshot too large for one item goes
+  out with its parts in one transaction); a redelivered or replayed batch finds
+  ``seq`` already there and changes nothing;
 * a tool-cache entry is written by ``UpdateItem`` guarded by ``created < :created``:
   the newest result wins, a replay changes nothing, and the hit counter survives.
 
@@ -267,24 +268,42 @@ async def write_session_views(
     *,
     ttl: int | None,
 ) -> bool:
-    """Write snapshot (head and parts) and meta in one transaction, if they are newer.
+    """Write the snapshot and the meta item of a session, each only if it is newer.
+
+    A snapshot that fits in one item is one conditional ``PutItem``; a larger one is
+    written with its parts in one transaction. The meta item is a second conditional
+    ``PutItem``. (Two plain writes cost half of a two-item transaction; if only the
+    first lands, the two views disagree on ``seq`` and the next batch rebuilds both
+    from the events.)
 
     Returns:
-        ``True`` when written, ``False`` when the stored views are already at
-        ``snapshot.seq`` or later (a redelivery or a replay).
+        ``True`` when the snapshot was written, ``False`` when the stored one is already
+        at ``snapshot.seq`` or later (a redelivery or a replay).
 
     Raises:
         PayloadTooLargeError: The snapshot cannot fit in one transaction.
     """
-    items = [*encode_snapshot(session_id, snapshot, ttl=ttl), encode_meta(meta)]
-    values = {":seq": {"N": str(snapshot.seq)}}
-    puts = [
-        {"Put": {"TableName": table_name, "Item": item, "ConditionExpression": VIEW_CONDITION,
-                 "ExpressionAttributeValues": values}}
-        for item in items
-    ]
+    items = encode_snapshot(session_id, snapshot, ttl=ttl)
+    written = await _put_newer(db, table_name, items, snapshot.seq)
+    await _put_newer(db, table_name, [encode_meta(meta)], meta.seq)
+    return written
+
+
+async def _put_newer(db: DynamoClient, table_name: str, items: list[AttrMap], seq: int) -> bool:
+    values = {":seq": {"N": str(seq)}}
     try:
-        await db.call("transact_write_items", TransactItems=puts)
+        if len(items) == 1:
+            await db.call(
+                "put_item", TableName=table_name, Item=items[0],
+                ConditionExpression=VIEW_CONDITION, ExpressionAttributeValues=values,
+            )
+        else:
+            await db.call("transact_write_items", TransactItems=[
+                {"Put": {"TableName": table_name, "Item": item,
+                         "ConditionExpression": VIEW_CONDITION,
+                         "ExpressionAttributeValues": values}}
+                for item in items
+            ])
     except ConditionFailedError:
         return False
     return True

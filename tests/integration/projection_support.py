@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.events import (
@@ -25,11 +27,14 @@ from stream_handlers.projector import build_handler
 Spec = tuple[str, Any]
 
 
+# Fixed for the whole test run, and recent enough that default TTLs have not run out.
+BASE_EPOCH = int(time.time()) // 60 * 60 - 600
+
+
 def ts_of(n: int) -> str:
-    """A deterministic ISO timestamp, ``n`` seconds after a fixed epoch."""
-    minutes, seconds = divmod(n, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"2026-03-01T{hours:02d}:{minutes:02d}:{seconds:02d}.000Z"
+    """A deterministic ISO timestamp, ``n`` seconds after the run's base time."""
+    moment = datetime.fromtimestamp(BASE_EPOCH + n, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -134,3 +139,15 @@ def load_event(name: str) -> dict[str, Any]:
     path = Path(__file__).resolve().parent.parent / "events" / name
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def stream_records(endpoint: EmbeddedEndpoint, table: str) -> list[dict[str, Any]]:
+    """Every (filtered) record now in the table's stream, in the shape Lambda delivers."""
+    seen: list[dict[str, Any]] = []
+
+    def collect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.extend(event["Records"])
+        return {"batchItemFailures": []}
+
+    make_pump(endpoint, table, collect).drain()
+    return seen
