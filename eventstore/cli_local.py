@@ -119,6 +119,8 @@ def run_demo(ctx: CliContext) -> int:
         try:
             result = _converse(ctx, client, pump, model, embedded)
             pump.drain()
+            if not embedded:
+                _await_projection(client, ctx.table, result.main_session)
             ok = _report(ctx, client, result, projected=pump.running or not embedded)
         finally:
             pump.stop()
@@ -157,6 +159,17 @@ def _section(ctx: CliContext, title: str) -> None:
     ctx.print(f"\n== {title} ==")
 
 
+def _await_projection(client: Any, table: str, session_id: str, timeout: float = 15) -> None:
+    """On an outside endpoint another projector (Lambda, ``convlog serve``) writes the views."""
+    head = run_async(EventLog(client, table).read_head(session_id)).seq
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snapshot = run_async(read_snapshot(client, table, session_id))
+        if snapshot is not None and snapshot.seq >= head:
+            return
+        time.sleep(0.5)
+
+
 def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool) -> bool:
     log = EventLog(client, ctx.table)
     session_id = result.main_session
@@ -168,7 +181,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     _section(ctx, "snapshot (written by the projector from the stream)")
     snapshot = run_async(read_snapshot(client, ctx.table, session_id)) if projected else None
     if snapshot is None:
-        ctx.print("  (no snapshot: projections are off)")
+        ctx.print("  (no snapshot: projections are off, or no projector runs on this endpoint)")
     else:
         ctx.print(f"  SESSION#{session_id} / SNAPSHOT: seq {snapshot.seq}, "
                   f"{len(snapshot.entries)} items")
