@@ -9,6 +9,9 @@ STACK="${CONVLOG_STACK:-convlog}"
 TABLE="${CONVLOG_TABLE:-agent_sessions}"
 BUCKET="${CONVLOG_ARTIFACT_BUCKET:-convlog-artifacts}"
 PACKAGED=/tmp/convlog-packaged.yaml
+# `cloudformation package` uploads through its own S3 client, which ignores the
+# --endpoint-url that awslocal adds; the standard variable points it at LocalStack too.
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://localhost:4566}"
 
 if [ ! -f "$BUNDLE/stream_handlers/projector.py" ] || [ ! -f "$BUNDLE/template.yaml" ]; then
   echo "convlog: no bundle in $BUNDLE; run 'python localstack/build_bundle.py' and restart" >&2
