@@ -151,3 +151,21 @@ def stream_records(endpoint: EmbeddedEndpoint, table: str) -> list[dict[str, Any
 
     make_pump(endpoint, table, collect).drain()
     return seen
+
+
+def insert_records(events: Sequence[StoredEvent], first_id: int = 1) -> list[dict[str, Any]]:
+    """Lambda-shaped INSERT records of events (as the stream would carry their heads)."""
+    from eventstore.pump import lambda_record
+
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
+    records = []
+    for n, stored in enumerate(events, start=first_id):
+        head = encode_event(stored.event, stored.prev_hash, stored.hash, ttl=stored.ttl)[0]
+        records.append(lambda_record({
+            "eventID": f"e{n}", "eventName": "INSERT", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {"Keys": {"pk": head["pk"], "sk": head["sk"]}, "NewImage": head,
+                         "SequenceNumber": str(10**20 + n), "SizeBytes": 100,
+                         "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        }, arn))
+    return records
