@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -15,7 +16,8 @@ from typing import Any
 
 DEFAULT_HOST = "localhost:4566"
 STACK_ENV = "CONVLOG_STACK"
-LOCALSTACK_TIMEOUT = 120.0
+# LocalStack pulls the python3.12 Lambda image on the first invocation: be patient.
+LOCALSTACK_TIMEOUT = float(os.environ.get("CONVLOG_E2E_TIMEOUT", "300"))
 
 
 def split_host(host: str) -> tuple[str, int]:

@@ -172,7 +172,12 @@ def test_deployed_mapping_function_and_queue(stack: Stack) -> None:
     function = stack.outputs["ProjectorFunctionName"]
     config = lam.get_function_configuration(FunctionName=function)
     assert config["Runtime"] == "python3.12"
-    assert config["Environment"]["Variables"]["TABLE_NAME"] == stack.table_name
+    variables = config["Environment"]["Variables"]
+    assert variables["TABLE_NAME"] == stack.table_name
+    # TtlSeconds reaches the variable the projector reads for tool-cache lifetimes.
+    assert str(variables["TOOL_CACHE_TTL_SECONDS"]) == "3600"  # moto keeps the int
+    assert '"TOOL_CACHE_TTL_SECONDS"' in (ROOT / "stream_handlers" / "projector.py").read_text()
+    assert variables["POWERTOOLS_LOG_LEVEL"] == "INFO"
     # The deployed handler imports, and the packaged code holds its module.
     handler = config["Handler"]
     assert callable(tc.resolve_handler(handler))
