@@ -22,6 +22,8 @@ from .log import EventLog
 from .purge import execute_purge, plan_purge
 from .rebuild import rebuild_session
 
+LIST_KEYS = 50
+"""Purge lists at most this many deleted keys (the counts cover all of them)."""
 PROGRESS_ABOVE = 20
 """Draw a progress bar when more sessions than this are rebuilt."""
 
@@ -69,6 +71,8 @@ def run_purge(ctx: CliContext) -> int:
         ctx.out.write(f"delete these {len(plan.keys)} items from {ctx.table}? [y/N] ")
         ctx.out.flush()
         answer = sys.stdin.readline().strip().lower()
+        if not sys.stdin.isatty():
+            ctx.print(answer)
         if answer not in ("y", "yes"):
             ctx.print("nothing deleted")
             return EXIT_FAILED
@@ -79,6 +83,8 @@ def run_purge(ctx: CliContext) -> int:
     if bar:
         bar.close()
     ctx.print(f"deleted {deleted} items of {len(plan.sessions)} sessions ({summary})")
-    for pk, sk in plan.keys:
+    for pk, sk in plan.keys[:LIST_KEYS]:
         ctx.print(f"  deleted {pk} {sk}")
+    if len(plan.keys) > LIST_KEYS:
+        ctx.print(f"  ... and {len(plan.keys) - LIST_KEYS} more")
     return EXIT_OK

@@ -40,16 +40,17 @@ def run_replay(ctx: CliContext) -> int:
     log = EventLog(ctx.client(), ctx.table)
     result = run_async(replay(log, session_id, at_seq=ctx.args.at_seq, as_of=ctx.args.as_of))
     fmt = ctx.args.format
+    if not result.events and run_async(log.read_head(session_id)).seq == 0:
+        ctx.warn(f"convlog replay: session {session_id!r} has no events in {ctx.table!r}")
+        return EXIT_FAILED
     if fmt == "jsonl":
         for stored in result.events:
-            ctx.print(json.dumps(export_line(stored), ensure_ascii=False, sort_keys=True))
+            ctx.print(json.dumps(export_line(stored), ensure_ascii=False))
     elif fmt == "json":
         ctx.print(json.dumps(replay_json(result), ensure_ascii=False, indent=2))
     else:
         ctx.print(render_replay(result, ctx.args.at_seq, ctx.args.as_of))
-    if not result.events and fmt == "table":
-        ctx.warn(f"convlog replay: session {session_id!r} has no events in {ctx.table!r}")
-    return EXIT_OK if result.events else EXIT_FAILED
+    return EXIT_OK
 
 
 def replay_json(result: ReplayResult) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from .events import Event, JsonItem
 
-SUMMARY_WIDTH = 72
+SUMMARY_WIDTH = 90
 
 
 def shorten(text: str, width: int = SUMMARY_WIDTH) -> str:
@@ -64,7 +64,8 @@ def summarize_item(item: JsonItem, width: int = 60) -> str:
 def summarize_event(event: Event, width: int = SUMMARY_WIDTH) -> str:
     """A one-line human summary of an event's content."""
     if event.type == "items_added":
-        parts = [summarize_item(item, 40) for item in event.items]
+        each = max(28, (width - 4) // max(len(event.items), 1))
+        parts = [summarize_item(item, each) for item in event.items]
         return shorten(f"+{len(event.items)}  " + " | ".join(parts), width)
     if event.type == "item_popped":
         return shorten("-1  " + summarize_item(event.item, 60), width)

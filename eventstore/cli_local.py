@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import signal
 import socket
@@ -97,6 +99,7 @@ def _endpoint(ctx: CliContext, port: int | None = None) -> Iterator[tuple[Any, A
 def _check_port(port: int) -> None:
     """Fail with one line when the port cannot be bound (werkzeug would exit the process)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -155,6 +158,13 @@ def _tool_cache_wrapper(client: Any, table: str) -> Any:
     return cached_tool(ToolCache(client, table))
 
 
+def _decoded(value: Any) -> str:
+    """A stored tool output, with one level of JSON text unwrapped for reading."""
+    with contextlib.suppress(ValueError):
+        value = json.loads(value) if isinstance(value, str) else value
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def _section(ctx: CliContext, title: str) -> None:
     ctx.print(f"\n== {title} ==")
 
@@ -196,7 +206,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
               "the cache")
     for entry in run_async(read_tool_cache(client, ctx.table, TOOL_NAME)):
         ctx.print(f"  {entry['pk']} / {shorten(entry['sk'], 22)}: output "
-                  f"{shorten(str(entry.get('output')), 48)}")
+                  f"{shorten(_decoded(entry.get('output')), 56)}")
         ctx.print(f"    from session {entry.get('session')} call {entry.get('call_id')}, "
                   f"created {entry.get('created')}, hits {entry.get('hits', 0)}")
 
@@ -234,7 +244,7 @@ def run_serve(ctx: CliContext) -> int:
                       f"stream pump {'on' if pump.running else 'off'})")
             ctx.print("export these in the shell of your agent app:")
             ctx.print(f"  export AWS_ENDPOINT_URL_DYNAMODB={url}")
-            ctx.print(f"  export AWS_REGION={LOCAL_REGION} "
+            ctx.print(f"  export AWS_DEFAULT_REGION={LOCAL_REGION} "
                       f"AWS_ACCESS_KEY_ID={LOCAL_CREDENTIALS['aws_access_key_id']} "
                       f"AWS_SECRET_ACCESS_KEY={LOCAL_CREDENTIALS['aws_secret_access_key']}")
             ctx.print(f"  export CONVLOG_TABLE={ctx.table}")
