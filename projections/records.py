@@ -95,7 +95,10 @@ def classify(record: Mapping[str, Any]) -> EventRecord | None:
     parts = int(head.get("parts", {}).get("N", "1")) if _is_number(head.get("parts")) else 1
     if parts > 1:
         return EventRecord(_record_id(record), session_id, seq, None, _created_at(data))
-    stored = decode_event(head)
+    try:
+        stored = decode_event(head)
+    except CorruptEventError as exc:
+        raise CorruptEventError(f"event INSERT of {where}: {exc}") from exc
     if stored.event.seq != seq:
         raise CorruptEventError(f"event INSERT of {where}: image seq {stored.event.seq}")
     return EventRecord(_record_id(record), session_id, seq, stored, _created_at(data))

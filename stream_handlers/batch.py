@@ -5,9 +5,9 @@ malformed one raises, so Powertools reports it in ``batchItemFailures``) and fil
 under its session. ``ProjectionBatch.flush`` then, for each session: reads the current
 views (one ``Query``), orders the events by seq, fills a gap from the table, folds
 (``projections.project_session``) and writes the snapshot and the meta item once each,
-with a condition on the last applied seq, plus the tool-cache entries. A session blocked by an event it cannot read
-reports that record and every later one of the session as failed: the views stop at the
-last good event, never past it.
+with a condition on the last applied seq, plus the tool-cache entries. A session blocked
+by an event it cannot read reports that record and every later one of the session as
+failed: the views stop at the last good event, never past it.
 
 Example:
     ```python

@@ -77,7 +77,8 @@ def mixed_history(big: bool = True) -> list[StoredEvent]:
         h = histories[session]
         roll = rng.random()
         if i == 55 and big:  # compressed it still needs two parts, and so does the snapshot
-            spec: tuple[str, Any] = ("add", [{"role": "user", "content": rng.randbytes(450_000).hex()}])
+            noise = rng.randbytes(450_000).hex()
+            spec: tuple[str, Any] = ("add", [{"role": "user", "content": noise}])
         elif roll < 0.1 and h.seq:
             spec = ("pop", {"role": "assistant", "content": "popped"})
         elif roll < 0.13 and h.seq:

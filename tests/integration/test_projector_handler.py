@@ -95,7 +95,8 @@ def test_bad_record_among_good_ones_fails_alone(boto3_client: Any, table: str) -
     ignored = load_event("ttl_remove.json")["Records"]
     event = {"Records": [good[0], bad, *ignored, good[1], good[2]]}
     response = build_handler(boto3_client, table)(event, None)
-    assert response == {"batchItemFailures": [{"itemIdentifier": bad["dynamodb"]["SequenceNumber"]}]}
+    bad_id = bad["dynamodb"]["SequenceNumber"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad_id}]}
     snapshot = decode_snapshot(
         next(i for i in view_items(boto3_client, table) if i["sk"]["S"] == "SNAPSHOT"))
     assert snapshot.seq == 3

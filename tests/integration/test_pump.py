@@ -62,11 +62,13 @@ def test_records_have_the_lambda_shape(endpoint: Any, boto3_client: Any, table: 
     parsed = DynamoDBStreamModel.model_validate(event)
     record = event["Records"][0]
     assert record["eventSource"] == "aws:dynamodb" and record["eventName"] == "INSERT"
-    assert record["eventSourceARN"].startswith(f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/")
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/"
+    assert record["eventSourceARN"].startswith(arn)
     assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], float)
     assert parsed.Records[0].dynamodb.SequenceNumber == record["dynamodb"]["SequenceNumber"]
     stored = boto3_client.get_item(TableName=table, Key=record["dynamodb"]["Keys"])["Item"]
-    assert base64.b64decode(record["dynamodb"]["NewImage"]["payload"]["B"]) == stored["payload"]["B"]
+    payload = record["dynamodb"]["NewImage"]["payload"]["B"]
+    assert base64.b64decode(payload) == stored["payload"]["B"]
 
 
 def test_filter_drops_view_writes_and_batches_hold_at_most_the_batch_size(
@@ -75,7 +77,8 @@ def test_filter_drops_view_writes_and_batches_hold_at_most_the_batch_size(
     assert STREAM_BATCH_SIZE == 100
     write(boto3_client, table, 230)
     boto3_client.put_item(TableName=table, Item={"pk": {"S": "TOOL#x"}, "sk": {"S": "ARGS#1"}})
-    boto3_client.delete_item(TableName=table, Key={"pk": {"S": "SESSION#s"}, "sk": {"S": "EVENT#000000000230"}})
+    boto3_client.delete_item(TableName=table, Key={"pk": {"S": "SESSION#s"},
+                                                   "sk": {"S": "EVENT#000000000230"}})
     recorder = Recorder()
     pump = make_pump(endpoint, table, recorder)
     assert pump.filter_pattern == STREAM_FILTER_PATTERN
@@ -162,4 +165,5 @@ async def test_background_pump_keeps_the_views_fresh(
     item = boto3_client.get_item(TableName=table, Key={"pk": {"S": "SESSION#live"},
                                                         "sk": {"S": "SNAPSHOT"}})["Item"]
     assert item["seq"] == {"N": "5"}
-    assert await session.get_items() == [{"role": "user", "content": f"hello {i}"} for i in range(5)]
+    expected = [{"role": "user", "content": f"hello {i}"} for i in range(5)]
+    assert await session.get_items() == expected

@@ -1,4 +1,4 @@
-"""The tool-result cache: ToolCache API, cached_tool in a Runner.run conversation, projector fill."""
+"""The tool-result cache: ToolCache API, cached_tool in Runner.run, the projector's entries."""
 
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ def weather_agent(cache: ToolCache, calls: list[tuple[str, str]], model: Scripte
         calls.append((city, unit))
         return f"{city}: 21 {unit}"
 
-    return Agent(name="forecaster", model=model, tools=[cached_tool(cache, ttl_seconds=300)(get_weather)])
+    cached = cached_tool(cache, ttl_seconds=300)(get_weather)
+    return Agent(name="forecaster", model=model, tools=[cached])
 
 
 async def test_second_identical_call_in_a_conversation_is_served_from_the_cache(

@@ -1,0 +1,52 @@
+"""Layering: projections import no AWS/network code; eventstore imports neither upper layer."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NETWORK = ("boto3", "botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "httpx",
+           "s3transfer")
+
+
+def loaded_after(code: str) -> set[str]:
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return {m.split(".")[0] for m in json.loads(out.splitlines()[-1])}
+
+
+def test_projections_load_without_network_libraries() -> None:
+    top = loaded_after("import projections, projections.records, projections.session")
+    assert "projections" in top
+    assert top.isdisjoint(NETWORK), top & set(NETWORK)
+
+
+def test_the_check_would_notice_botocore() -> None:
+    assert "botocore" in loaded_after("import eventstore.client")
+
+
+def test_eventstore_never_imports_the_upper_layers() -> None:
+    offenders = []
+    for path in sorted((ROOT / "eventstore").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("projections", "stream_handlers")]
+    assert offenders == []
+
+
+def test_importing_all_of_eventstore_loads_no_upper_layer() -> None:
+    modules = [p.stem for p in (ROOT / "eventstore").glob("*.py") if p.stem != "__main__"]
+    code = "\n".join(f"import eventstore.{m}" for m in modules)
+    top = loaded_after(code)
+    assert {"eventstore", "botocore"} <= top
+    assert top.isdisjoint({"projections", "stream_handlers"})
