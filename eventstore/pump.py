@@ -89,7 +89,7 @@ class _Shard:
     iterator: str | None
     buffer: list[dict[str, Any]] = field(default_factory=list)
     first_seen: float | None = None
-    closed: bool = False
+    last_seq: str | None = None
 
 
 def matches_filter(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
@@ -301,12 +301,11 @@ class StreamPump:
                 self._shards[info["ShardId"]] = _Shard(info["ShardId"], iterator)
         for shard in self._shards.values():
             while shard.iterator is not None:
-                page = self.streams.call_sync(
-                    "get_records", ShardIterator=shard.iterator, Limit=RECORDS_PER_POLL
-                )
+                page = self._get_records(shard)
                 shard.iterator = page.get("NextShardIterator")
                 records = page.get("Records", [])
                 for raw in records:
+                    shard.last_seq = str(raw["dynamodb"]["SequenceNumber"])
                     record = lambda_record(raw, self.stream_arn)
                     if matches_filter(self.filter_pattern, record):
                         shard.buffer.append(record)
@@ -317,6 +316,27 @@ class StreamPump:
                 if not records:
                     break
         return any(s.buffer for s in self._shards.values())
+
+    def _get_records(self, shard: _Shard) -> dict[str, Any]:
+        """One ``GetRecords`` page; an expired iterator (15 min on AWS) is renewed once."""
+        try:
+            return self.streams.call_sync(
+                "get_records", ShardIterator=shard.iterator, Limit=RECORDS_PER_POLL
+            )
+        except StorageError as exc:
+            if exc.code != "ExpiredIteratorException":
+                raise
+        position: dict[str, Any] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_seq}
+            if shard.last_seq is not None
+            else {"ShardIteratorType": self.starting_position}
+        )
+        shard.iterator = self.streams.call_sync(
+            "get_shard_iterator", StreamArn=self.stream_arn, ShardId=shard.shard_id, **position
+        )["ShardIterator"]
+        return self.streams.call_sync(
+            "get_records", ShardIterator=shard.iterator, Limit=RECORDS_PER_POLL
+        )
 
     def _deliver(self, shard: _Shard) -> None:
         batch = shard.buffer[: self.batch_size]

@@ -167,3 +167,26 @@ async def test_background_pump_keeps_the_views_fresh(
     assert item["seq"] == {"N": "5"}
     expected = [{"role": "user", "content": f"hello {i}"} for i in range(5)]
     assert await session.get_items() == expected
+
+
+def test_an_expired_shard_iterator_is_renewed(endpoint: Any, boto3_client: Any, table: str) -> None:
+    from botocore.exceptions import ClientError
+
+    write(boto3_client, table, 3)
+    recorder = Recorder()
+    streams = endpoint.client("dynamodbstreams")
+    pump = StreamPump(recorder, table, dynamodb=endpoint.client("dynamodb"), streams=streams)
+    assert pump.drain() == 3
+    write(boto3_client, table, 2, session="t")
+    expired = {"left": 1}
+
+    def expire(**_: Any) -> None:  # fault injection: AWS expires iterators after 15 minutes
+        if expired["left"]:
+            expired["left"] -= 1
+            raise ClientError({"Error": {"Code": "ExpiredIteratorException",
+                                         "Message": "Iterator expired"}}, "GetRecords")
+
+    streams.meta.events.register("before-call.dynamodbstreams.GetRecords", expire)
+    assert pump.drain() == 2
+    assert expired["left"] == 0
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in recorder.batches[1]] == ["SESSION#t"] * 2
