@@ -13,7 +13,7 @@ Example:
     ```python
     batch = ProjectionBatch(wrap_client(client), "agent_sessions", logger)
     response = process_partial_response(event, batch.collect, processor, context)
-    response = run_sync(batch.flush(response))
+    response, outcome = run_sync(batch.flush(response))
     ```
 """
 
@@ -38,6 +38,7 @@ from eventstore.views import read_views, write_session_views, write_tool_entry
 from projections import EventRecord, classify, project_session, record_location
 
 T = TypeVar("T")
+SESSION_CONCURRENCY = 8
 
 
 @dataclass
@@ -57,6 +58,14 @@ class ProjectionBatch:
         table_name: The convlog table.
         logger: Where rejected records and blocked sessions are logged.
         tool_ttl_seconds: Lifetime of tool-cache entries (``0``: no tool caching).
+
+    Example:
+        ```python
+        batch = ProjectionBatch(wrap_client(boto3_client), "agent_sessions", logger)
+        for record in DynamoDBStreamEvent(event).records:
+            batch.collect(record)
+        response, outcome = run_sync(batch.flush({"batchItemFailures": []}))
+        ```
     """
 
     def __init__(
@@ -91,21 +100,31 @@ class ProjectionBatch:
             self.sessions[rec.session_id].append(rec)
 
     async def flush(self, response: dict[str, Any]) -> tuple[dict[str, Any], BatchOutcome]:
-        """Project every collected session and merge its failures into ``response``."""
+        """Project every collected session and merge its failures into ``response``.
+
+        Sessions are independent, so up to ``SESSION_CONCURRENCY`` are projected at once;
+        within a session, events are applied strictly in seq order.
+        """
         outcome = BatchOutcome()
         now = time.time()
-        for session_id, records in self.sessions.items():
-            ages = [now - r.created_at for r in records if r.created_at is not None]
-            if ages:
-                outcome.lag_ms = max(outcome.lag_ms or 0.0, max(ages) * 1000)
-            try:
-                outcome.projected += await self._project(session_id, records, outcome.failed)
-            except ConvlogError as exc:
-                self.logger.error(
-                    f"session {session_id}: projection failed at seq {records[0].seq}: {exc}",
-                    extra={"session_id": session_id, "seq": records[0].seq},
-                )
-                outcome.failed.extend(r.record_id for r in records)
+        ages = [now - r.created_at for rs in self.sessions.values() for r in rs
+                if r.created_at is not None]
+        outcome.lag_ms = max(ages) * 1000 if ages else None
+        limit = asyncio.Semaphore(SESSION_CONCURRENCY)
+
+        async def one(session_id: str, records: list[EventRecord]) -> None:
+            async with limit:
+                try:
+                    outcome.projected += await self._project(session_id, records, outcome.failed)
+                except ConvlogError as exc:
+                    self.logger.error(
+                        f"session {session_id}: projection failed at seq {records[0].seq}: "
+                        f"{exc}",
+                        extra={"session_id": session_id, "seq": records[0].seq},
+                    )
+                    outcome.failed.extend(r.record_id for r in records)
+
+        await asyncio.gather(*(one(s, rs) for s, rs in self.sessions.items()))
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         failed.update(outcome.failed)
         ordered = [i for i in self.order if i in failed]
