@@ -60,7 +60,14 @@ RECORDS_PER_POLL = 1000
 
 @dataclass
 class PumpStats:
-    """Counters of a pump's life: records delivered (checkpointed), batches, retries."""
+    """Counters of a pump's life: records delivered (checkpointed), batches, retries.
+
+    Example:
+        ```python
+        pump.drain()
+        print(pump.stats.delivered, pump.stats.retries, pump.stats.skipped)
+        ```
+    """
 
     delivered: int = 0
     batches: int = 0
@@ -71,7 +78,13 @@ class PumpStats:
 
 @dataclass
 class LocalContext:
-    """The slice of a Lambda context object the handler may read."""
+    """The slice of a Lambda context object the handler may read.
+
+    Example:
+        ```python
+        handler({"Records": records}, LocalContext())
+        ```
+    """
 
     function_name: str = "convlog-projector-local"
     memory_limit_in_mb: int = 512

@@ -39,7 +39,14 @@ MAX_LIMIT = 1000
 
 @dataclass(frozen=True)
 class SessionInfo:
-    """One session of a user, as the index knows it."""
+    """One session of a user, as the index knows it.
+
+    Example:
+        ```python
+        info = (await list_sessions(client, "agent_sessions", "u1")).sessions[0]
+        print(info.session_id, info.title, info.item_count)
+        ```
+    """
 
     session_id: str
     title: str | None
@@ -50,7 +57,15 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class SessionPage:
-    """A page of sessions, newest-active first; ``cursor`` fetches the next (or ``None``)."""
+    """A page of sessions, newest-active first; ``cursor`` fetches the next (or ``None``).
+
+    Example:
+        ```python
+        page = await list_sessions(client, "agent_sessions", "u1", limit=20)
+        while page.cursor:
+            page = await list_sessions(client, "agent_sessions", "u1", cursor=page.cursor)
+        ```
+    """
 
     sessions: list[SessionInfo]
     cursor: str | None = None

@@ -55,7 +55,14 @@ META_VERSION = 1
 
 @dataclass(frozen=True)
 class SessionMeta:
-    """The per-session summary indexed by user (``sk = META``)."""
+    """The per-session summary indexed by user (``sk = META``).
+
+    Example:
+        ```python
+        meta = decode_meta(item)
+        print(meta.title, meta.item_count, meta.last_active)
+        ```
+    """
 
     session_id: str
     seq: int
@@ -69,7 +76,15 @@ class SessionMeta:
 
 @dataclass(frozen=True)
 class ToolCacheEntry:
-    """One cached tool result (``pk = TOOL#<name>``, ``sk = ARGS#<sha256>``)."""
+    """One cached tool result (``pk = TOOL#<name>``, ``sk = ARGS#<sha256>``).
+
+    Example:
+        ```python
+        entry = await ToolCache(client, "agent_sessions").get("add", {"a": 1})
+        if entry is not None:
+            print(entry.output, entry.hits)
+        ```
+    """
 
     tool_name: str
     arguments_hash: str
@@ -83,7 +98,14 @@ class ToolCacheEntry:
 
 @dataclass(frozen=True)
 class ViewState:
-    """What the projector reads before applying a batch: the session's current views."""
+    """What the projector reads before applying a batch: the session's current views.
+
+    Example:
+        ```python
+        state = await read_views(db, "agent_sessions", "s1")
+        base = state.snapshot.seq if state.consistent and state.snapshot else 0
+        ```
+    """
 
     snapshot: Snapshot | None = None
     meta: SessionMeta | None = None

@@ -41,6 +41,13 @@ class EventRecord:
         stored: The decoded event, or ``None`` when it has parts that live in other
             items (the projector then reads it from the table).
         created_at: ``ApproximateCreationDateTime`` in epoch seconds, if present.
+
+    Example:
+        ```python
+        rec = classify(record)
+        if rec is not None and rec.stored is not None:
+            print(rec.session_id, rec.seq, rec.stored.event.type)
+        ```
     """
 
     record_id: str

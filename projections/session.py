@@ -34,7 +34,14 @@ DEFAULT_TOOL_TTL_SECONDS = 3600
 
 @dataclass(frozen=True)
 class SessionProjection:
-    """The views of one session after applying a run of events."""
+    """The views of one session after applying a run of events.
+
+    Example:
+        ```python
+        result = project_session("s1", None, None, events)
+        assert result is not None and result.snapshot.seq == events[-1].event.seq
+        ```
+    """
 
     snapshot: Snapshot
     meta: SessionMeta

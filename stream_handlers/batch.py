@@ -43,7 +43,14 @@ SESSION_CONCURRENCY = 8
 
 @dataclass
 class BatchOutcome:
-    """What a flush did: events newly applied, the oldest record's age, failed ids."""
+    """What a flush did: events newly applied, the oldest record's age, failed ids.
+
+    Example:
+        ```python
+        response, outcome = run_sync(batch.flush(response))
+        print(outcome.projected, outcome.lag_ms)
+        ```
+    """
 
     projected: int = 0
     lag_ms: float | None = None
