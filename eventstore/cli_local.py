@@ -30,14 +30,17 @@ from typing import Any
 
 from .audit import replay, verify_session
 from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
-from .cli_audit import describe_report, render_replay, render_sessions
 from .cli_format import render_items, render_table, shorten
-from .cli_views import read_snapshot, read_tool_cache
+from .cli_log import describe_report, render_replay, render_sessions
+from .client import wrap_client
 from .demo import TOOL_NAME, DemoResult, run_conversation
 from .errors import ConvlogError, InvalidInputError
+from .fold import Snapshot
+from .keys import tool_pk
 from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint
 from .log import EventLog
 from .table import create_table_if_not_exists
+from .views import ToolCacheEntry, decode_tool_entry, read_views
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -158,6 +161,18 @@ def _tool_cache_wrapper(client: Any, table: str) -> Any:
     return cached_tool(ToolCache(client, table))
 
 
+def _snapshot(client: Any, table: str, session_id: str) -> Snapshot | None:
+    return run_async(read_views(wrap_client(client), table, session_id)).snapshot
+
+
+def _tool_entries(client: Any, table: str, tool_name: str) -> list[ToolCacheEntry]:
+    response = wrap_client(client).call_sync(
+        "query", TableName=table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": tool_pk(tool_name)}}, ConsistentRead=True,
+    )
+    return [decode_tool_entry(item) for item in response.get("Items", [])]
+
+
 def _decoded(value: Any) -> str:
     """A stored tool output, with one level of JSON text unwrapped for reading."""
     with contextlib.suppress(ValueError):
@@ -174,7 +189,7 @@ def _await_projection(client: Any, table: str, session_id: str, timeout: float =
     head = run_async(EventLog(client, table).read_head(session_id)).seq
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        snapshot = run_async(read_snapshot(client, table, session_id))
+        snapshot = _snapshot(client, table, session_id)
         if snapshot is not None and snapshot.seq >= head:
             return
         time.sleep(0.5)
@@ -189,7 +204,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     ctx.print(render_replay(now, None, None))
 
     _section(ctx, "snapshot (written by the projector from the stream)")
-    snapshot = run_async(read_snapshot(client, ctx.table, session_id)) if projected else None
+    snapshot = _snapshot(client, ctx.table, session_id) if projected else None
     if snapshot is None:
         ctx.print("  (no snapshot: projections are off, or no projector runs on this endpoint)")
     else:
@@ -204,11 +219,11 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     ctx.print(f"  the agent called {TOOL_NAME} {calls} times with the same arguments; the "
               f"function ran {result.tool_executions} time(s), {hits} call(s) served from "
               "the cache")
-    for entry in run_async(read_tool_cache(client, ctx.table, TOOL_NAME)):
-        ctx.print(f"  {entry['pk']} / {shorten(entry['sk'], 22)}: output "
-                  f"{shorten(_decoded(entry.get('output')), 56)}")
-        ctx.print(f"    from session {entry.get('session')} call {entry.get('call_id')}, "
-                  f"created {entry.get('created')}, hits {entry.get('hits', 0)}")
+    for entry in _tool_entries(client, ctx.table, TOOL_NAME):
+        ctx.print(f"  TOOL#{entry.tool_name} / ARGS#{entry.arguments_hash[:16]}…: output "
+                  f"{shorten(_decoded(entry.output), 56)}")
+        ctx.print(f"    from session {entry.session_id} call {entry.call_id}, "
+                  f"created {entry.created}, hits {entry.hits}")
 
     _section(ctx, f"sessions of user {result.user}")
     ctx.print(render_sessions(client, ctx.table, result.user) if projected
