@@ -1,0 +1,112 @@
+"""The projector benchmark: a 10,000-event stream through the stream pump and handler.
+
+The events are written with ``BatchWriteItem`` as the exact items ``add_items`` writes
+(same encoder, same hash chain, interleaved across sessions as concurrent conversations
+would be), so that building the stream does not dominate the run; the stream pump then
+delivers them to ``stream_handlers.projector`` in batches of ``STREAM_BATCH_SIZE``,
+and every request of the handler's client is counted.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from eventstore import create_table_if_not_exists
+from eventstore.capacity import CapacityMeter
+from eventstore.events import GENESIS_HASH, ItemsAdded, chain_hash, now_iso
+from eventstore.local import EmbeddedEndpoint
+from eventstore.records import encode_event
+
+from .workload import turn
+
+WRITE_OPS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+
+
+def write_stream(client: Any, table: str, events: int, sessions: int) -> None:
+    """Write ``events`` items_added events, round-robin over ``sessions`` sessions."""
+    heads = {f"bench-proj-{n:04d}": GENESIS_HASH for n in range(sessions)}
+    pending: list[dict[str, Any]] = []
+    written = 0
+    seq = 0
+    while written < events:
+        seq += 1
+        for sid in heads:
+            if written == events:
+                break
+            event = ItemsAdded(
+                session_id=sid, seq=seq, ts=now_iso(), user_id="bench-user",
+                token=uuid.uuid4().hex, items=turn(seq),
+            )
+            digest = chain_hash(heads[sid], event)
+            pending.extend(encode_event(event, heads[sid], digest, ttl=None))
+            heads[sid] = digest
+            written += 1
+            if len(pending) >= 25:
+                _flush(client, table, pending[:25])
+                del pending[:25]
+    while pending:
+        _flush(client, table, pending[:25])
+        del pending[:25]
+
+
+def _flush(client: Any, table: str, items: list[dict[str, Any]]) -> None:
+    request: dict[str, Any] = {table: [{"PutRequest": {"Item": i}} for i in items]}
+    while request:
+        request = client.batch_write_item(RequestItems=request).get("UnprocessedItems", {})
+
+
+async def run_projector(endpoint: EmbeddedEndpoint, events: int, sessions: int) -> dict[str, Any]:
+    """Project ``events`` events and report throughput and the handler's requests."""
+    try:
+        from eventstore.pump import StreamPump
+        from stream_handlers.projector import build_handler
+    except ImportError as exc:
+        return {"error": f"projector not available: {exc}"}
+    table = f"bench-projector-{uuid.uuid4().hex[:8]}"
+    writer = endpoint.client("dynamodb")
+    await create_table_if_not_exists(writer, table)
+    start = time.perf_counter()
+    write_stream(writer, table, events, sessions)
+    build_seconds = time.perf_counter() - start
+
+    handler_client = endpoint.client("dynamodb")
+    meter = CapacityMeter(handler_client)
+    handler = build_handler(handler_client, table)
+    spent = {"seconds": 0.0}
+
+    def timed(event: dict[str, Any], context: Any) -> Any:
+        begin = time.perf_counter()
+        try:
+            return handler(event, context)
+        finally:
+            spent["seconds"] += time.perf_counter() - begin
+
+    pump = StreamPump(
+        timed, table, dynamodb=endpoint.client("dynamodb"),
+        client_kwargs=endpoint.client_kwargs(),
+    )
+    start = time.perf_counter()
+    with meter.measure() as usage:
+        delivered = pump.drain()
+    drain_seconds = time.perf_counter() - start
+    writes = sum(usage.operations.get(op, 0) for op in WRITE_OPS)
+    return {
+        "events": events,
+        "sessions": sessions,
+        "delivered": delivered,
+        "batches": pump.stats.batches,
+        "retries": pump.stats.retries,
+        "skipped": pump.stats.skipped,
+        "build_seconds": build_seconds,
+        "handler_seconds": spent["seconds"],
+        "drain_seconds": drain_seconds,
+        "events_per_second": delivered / spent["seconds"] if spent["seconds"] else None,
+        "drain_events_per_second": delivered / drain_seconds if drain_seconds else None,
+        "requests": usage.requests,
+        "view_writes": writes,
+        "view_writes_per_event": writes / delivered if delivered else None,
+        "requests_per_event": usage.requests / delivered if delivered else None,
+        "operations": dict(usage.operations),
+    }
