@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import socket
@@ -247,6 +248,8 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
 
 def run_serve(ctx: CliContext) -> int:
     """``convlog serve [--port 4566]``: run until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     try:

@@ -195,3 +195,74 @@ def test_rebuild_unknown_projector_is_one_line(
 ) -> None:
     result = cli(capsys, endpoint, table, "rebuild", "--all", "--projector", "nope:factory")
     assert result.code == 2 and "cannot load projector 'nope:factory'" in result.err
+
+
+def test_rebuild_all_shows_progress_on_long_runs(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def go() -> None:
+        for n in range(21):
+            await DynamoDBSession(f"p{n:02d}", boto3_client, table).add_items(
+                [{"role": "user", "content": str(n)}])
+
+    run(go())
+    result = cli(capsys, endpoint, table, "rebuild", "--all")
+    assert result.code == 0 and "rebuilt the views of 21 sessions from 21 events" in result.out
+    bars = result.err.strip().splitlines()
+    assert bars[-1] == "[##############################] 21/21 sessions 100%"
+    assert len(bars) == 11
+    snapshots = [i for i in scan(boto3_client, table) if key_of(i)[1] == "SNAPSHOT"]
+    assert len(snapshots) == 21
+
+
+def test_purge_retries_unprocessed_items(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fault injection: the first BatchWriteItem answers 'all unprocessed' without acting."""
+    from botocore.awsrequest import AWSResponse
+    from conftest import RequestCounter
+
+    import eventstore.cli as cli_module
+
+    sid = f"retry-{uuid.uuid4().hex[:6]}"
+    session = DynamoDBSession(sid, boto3_client, table)
+
+    async def go() -> None:
+        for n in range(10):
+            await session.add_items([{"role": "user", "content": f"m{n}"}])
+
+    run(go())
+    real = cli_module.make_client
+    counters: list[RequestCounter] = []
+
+    class _Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **_: Any) -> Any:
+            yield self.body
+
+    def flaky(service: str, url: str | None, region: str | None) -> Any:
+        client = real(service, url, region)
+        counters.append(RequestCounter(client))
+        state = {"failed": False}
+
+        def unprocessed(request: Any, **_: Any) -> AWSResponse | None:
+            target = request.headers.get("X-Amz-Target", b"")
+            target = target.decode() if isinstance(target, bytes) else target
+            if not target.endswith("BatchWriteItem") or state["failed"]:
+                return None
+            state["failed"] = True
+            body = json.dumps({"UnprocessedItems": json.loads(request.body)["RequestItems"]})
+            return AWSResponse(request.url, 200, {}, _Raw(body.encode()))
+
+        client.meta.events.register("before-send.dynamodb", unprocessed)
+        return client
+
+    monkeypatch.setattr(cli_module, "make_client", flaky)
+    result = cli(capsys, endpoint, table, "purge", "--session", sid, "--yes")
+    assert result.code == 0 and "deleted 10 items" in result.out
+    assert counters[0].counts["BatchWriteItem"] == 2
+    assert not [i for i in scan(boto3_client, table) if key_of(i)[0] == f"SESSION#{sid}"]
