@@ -31,15 +31,16 @@ from typing import Any
 
 from .audit import replay, verify_session
 from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
-from .cli_format import render_items, render_table, shorten
+from .cli_format import render_items, shorten
 from .cli_log import describe_report, render_replay, render_sessions
 from .client import wrap_client
 from .demo import TOOL_NAME, DemoResult, run_conversation
-from .errors import ConvlogError, InvalidInputError
+from .errors import InvalidInputError
 from .fold import Snapshot
 from .keys import tool_pk
 from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint
 from .log import EventLog
+from .pump import StreamPump
 from .table import create_table_if_not_exists
 from .views import ToolCacheEntry, decode_tool_entry, read_views
 
@@ -47,17 +48,12 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class _Pump:
-    """The stream pump (``eventstore.pump``) with the projector, or nothing."""
+    """The stream pump (``eventstore.pump``) feeding the projector, or nothing."""
 
     def __init__(self, client: Any, table: str, handler: Handler | None, streams: Any) -> None:
-        self.pump: Any = None
-        if handler is None:
-            return
-        try:
-            from .pump import StreamPump
-        except ImportError:
-            return
-        self.pump = StreamPump(handler, table, dynamodb=client, streams=streams)
+        self.pump: StreamPump | None = None
+        if handler is not None:
+            self.pump = StreamPump(handler, table, dynamodb=client, streams=streams)
 
     @property
     def running(self) -> bool:
@@ -316,4 +312,4 @@ def _restore_handlers(previous: dict[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
-__all__ = ["ConvlogError", "render_table", "run_demo", "run_serve"]
+__all__ = ["run_demo", "run_serve"]
