@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import DEFAULT_HOST, STACK_ENV, E2EStack, probe, split_host
+
+from .e2e_support import DEFAULT_HOST, STACK_ENV, E2EStack, probe, split_host
 
 
 def _localstack_stack() -> E2EStack:

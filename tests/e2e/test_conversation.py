@@ -14,11 +14,12 @@ from typing import Any
 import agents
 import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
-from e2e_support import E2EStack, RequestCounter
 
 from eventstore import DynamoDBSession, EventLog, ToolCache, cached_tool, list_sessions
 from eventstore.cli import main as convlog
 from eventstore.keys import META_SK, SNAPSHOT_SK, session_pk
+
+from .e2e_support import E2EStack, RequestCounter
 
 agents.set_tracing_disabled(True)
 
@@ -204,9 +205,9 @@ async def test_replay_and_verify_through_the_cli(
 def test_probe_tells_free_busy_and_other_servers_apart(e2e: E2EStack) -> None:
     import socket
 
-    from e2e_support import probe
-
     from eventstore.local import free_port
+
+    from .e2e_support import probe
 
     port = free_port()
     assert probe("127.0.0.1", port) == "free"
