@@ -87,7 +87,7 @@ class E2EStack:
 
         url = get_service_endpoint("dynamodb")
         assert url is not None
-        return url
+        return str(url)
 
     def cli_args(self) -> list[str]:
         """``--table``/``--endpoint-url``/``--region`` for ``convlog`` verbs."""
