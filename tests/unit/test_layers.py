@@ -50,3 +50,9 @@ def test_importing_all_of_eventstore_loads_no_upper_layer() -> None:
     top = loaded_after(code)
     assert {"eventstore", "botocore"} <= top
     assert top.isdisjoint({"projections", "stream_handlers"})
+
+
+def test_the_lambda_handler_loads_neither_the_agents_sdk_nor_moto() -> None:
+    top = loaded_after("import stream_handlers.projector")
+    assert {"projections", "eventstore", "aws_lambda_powertools"} <= top
+    assert top.isdisjoint({"agents", "openai", "moto", "aiobotocore"})
