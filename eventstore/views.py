@@ -23,9 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,7 @@ class ViewState:
 
     snapshot: Snapshot | None = None
     meta: SessionMeta | None = None
+    part_keys: tuple[str, ...] = ()
 
     @property
     def consistent(self) -> bool:
@@ -272,13 +274,14 @@ async def read_views(db: DynamoClient, table_name: str, session_id: str) -> View
         start_key = response.get("LastEvaluatedKey")
         if start_key is None:
             break
+    part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
     snapshot = meta = None
     try:
         snapshot = decode_snapshot(head, parts) if head is not None else None
         meta = decode_meta(meta_item) if meta_item is not None else None
     except CorruptEventError:
-        return ViewState()
-    return ViewState(snapshot, meta)
+        return ViewState(part_keys=part_keys)
+    return ViewState(snapshot, meta, part_keys)
 
 
 async def write_session_views(
@@ -289,6 +292,7 @@ async def write_session_views(
     meta: SessionMeta,
     *,
     ttl: int | None,
+    stale_part_keys: Sequence[str] = (),
 ) -> bool:
     """Write the snapshot and the meta item of a session, each only if it is newer.
 
@@ -296,7 +300,9 @@ async def write_session_views(
     written with its parts in one transaction. The meta item is a second conditional
     ``PutItem``. (Two plain writes cost half of a two-item transaction; if only the
     first lands, the two views disagree on ``seq`` and the next batch rebuilds both
-    from the events.)
+    from the events.) Parts of an older, larger snapshot (``stale_part_keys``, from
+    ``read_views``) that the new one does not overwrite are deleted, so they do not
+    weigh on every newest-first read of the session.
 
     Returns:
         ``True`` when the snapshot was written, ``False`` when the stored one is already
@@ -308,6 +314,16 @@ async def write_session_views(
     items = encode_snapshot(session_id, snapshot, ttl=ttl)
     written = await _put_newer(db, table_name, items, snapshot.seq)
     await _put_newer(db, table_name, [encode_meta(meta)], meta.seq)
+    kept = {item["sk"]["S"] for item in items}
+    for sk in stale_part_keys:
+        if written and sk not in kept:
+            with contextlib.suppress(ConditionFailedError):  # a newer snapshot owns it
+                await db.call(
+                    "delete_item", TableName=table_name,
+                    Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},
+                    ConditionExpression="seq < :seq",
+                    ExpressionAttributeValues={":seq": {"N": str(snapshot.seq)}},
+                )
     return written
 
 

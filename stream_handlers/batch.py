@@ -160,7 +160,8 @@ class ProjectionBatch:
         if result is None:
             return 0
         await write_session_views(
-            self.db, self.table_name, session_id, result.snapshot, result.meta, ttl=result.ttl
+            self.db, self.table_name, session_id, result.snapshot, result.meta, ttl=result.ttl,
+            stale_part_keys=state.part_keys,
         )
         for entry in result.tool_entries:
             await write_tool_entry(self.db, self.table_name, entry)

@@ -224,3 +224,25 @@ async def test_views_stop_before_an_unreadable_event(
     # redelivering only the records after the bad one still cannot skip it
     response = handler({"Records": records[3:]}, None)
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ids[3:]
+
+
+async def test_parts_of_a_larger_older_snapshot_are_removed(
+    endpoint: Any, boto3_client: Any, table: str
+) -> None:
+    h = History("shrinks")
+    noise = random.Random(5).randbytes(450_000).hex()
+    big = [h.build(("add", [{"role": "user", "content": noise}]), ts_of(0))]
+    put_events(boto3_client, table, big)
+    pump = make_pump(endpoint, table)
+    pump.drain()
+    keys = [i["sk"]["S"] for i in view_items(boto3_client, table)]
+    assert keys == ["META", "SNAPSHOT", "SNAPSHOT#0001"]
+    small = [h.build(("clear", None), ts_of(1)),
+             h.build(("add", [{"role": "user", "content": "fresh start"}]), ts_of(2))]
+    put_events(boto3_client, table, small)
+    pump.drain()
+    views = view_items(boto3_client, table)
+    assert [i["sk"]["S"] for i in views] == ["META", "SNAPSHOT"]
+    assert decode_snapshot(views[1]).items() == [{"role": "user", "content": "fresh start"}]
+    reader = DynamoDBSession("shrinks", boto3_client, table)
+    assert await reader.get_items() == [{"role": "user", "content": "fresh start"}]
