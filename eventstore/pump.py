@@ -270,7 +270,11 @@ class StreamPump:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the background loop and wait for the batch in flight to finish."""
+        """Stop the background loop and wait for the batch in flight to finish.
+
+        Records still waiting for their batching window stay buffered; a later
+        ``drain()`` delivers them.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
