@@ -7,14 +7,12 @@ seconds, ``eventSourceARN``), drops records that do not match the event source
 mapping's filter (``STREAM_FILTER_PATTERN``), and calls the handler with batches of at
 most ``STREAM_BATCH_SIZE`` records -- the same settings ``template.yaml`` uses.
 
-Failures follow Lambda's ``ReportBatchItemFailures`` rules: the batch is checkpointed
-up to the first record named in ``batchItemFailures`` and the next delivery starts at
-that record. A handler exception or an unknown identifier fails the whole batch. After
-``max_retries`` failed deliveries of the same first record the pump either skips it
-(``on_exhausted="skip"``, logged at ERROR with its sequence number, session and seq --
-Lambda would hand it to the on-failure destination) or raises ``StreamPumpError``
-(``on_exhausted="stop"``). A batch whose handler crashed is skipped whole, like Lambda
-without bisecting.
+Failures follow Lambda's ``ReportBatchItemFailures`` rules: the batch is checkpointed up
+to the first record named in ``batchItemFailures``, and the next delivery starts there (a
+handler exception fails the whole batch). After ``max_retries`` failed deliveries the pump
+skips that record with an ERROR log naming it (``on_exhausted="skip"``, where Lambda would
+use its on-failure destination; a crashed batch is skipped whole) or raises
+``StreamPumpError`` (``on_exhausted="stop"``).
 
 ``drain()`` delivers everything in the stream right now and returns; it does not wait
 for the batching window. ``start()`` runs a background thread that polls, waits up to
