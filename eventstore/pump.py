@@ -375,7 +375,8 @@ class StreamPump:
         if self._attempts[failed_id] <= self.max_retries:
             self.stats.retries += 1
             return
-        where = _describe(batch[first])
+        keys = batch[first]["dynamodb"].get("Keys", {})
+        where = f"{keys.get('pk', {}).get('S', '?')} {keys.get('sk', {}).get('S', '?')}"
         if self.on_exhausted == "stop":
             raise StreamPumpError(
                 f"stream record {failed_id} ({where}) failed {self._attempts[failed_id]} times"
@@ -393,10 +394,3 @@ class StreamPump:
         del shard.buffer[:count]
         self.stats.delivered += count
         shard.first_seen = time.monotonic() if shard.buffer else None
-
-
-def _describe(record: Mapping[str, Any]) -> str:
-    keys = record.get("dynamodb", {}).get("Keys", {})
-    pk = keys.get("pk", {}).get("S", "?")
-    sk = keys.get("sk", {}).get("S", "?")
-    return f"{pk} {sk}"
