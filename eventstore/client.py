@@ -37,6 +37,7 @@ from .errors import (
     ConditionFailedError,
     ConvlogError,
     EndpointUnreachableError,
+    InvalidClientError,
     StorageError,
     TableNotFoundError,
     TableSchemaError,
@@ -76,7 +77,7 @@ class DynamoClient:
 
     def __init__(self, raw: Any) -> None:
         if not hasattr(raw, "_make_api_call") or not hasattr(raw, "meta"):
-            raise TypeError(
+            raise InvalidClientError(
                 "dynamodb_client must be a boto3 or aiobotocore DynamoDB client, "
                 f"got {type(raw).__name__}"
             )
@@ -146,12 +147,12 @@ def translate_error(
         message = str(error.get("Message", ""))
         text = f"{operation} on {where}: {code}: {message}"
         if code == "ConditionalCheckFailedException":
-            return ConditionFailedError(text, item=exc.response.get("Item"))
+            return ConditionFailedError(text, item=_as_item(exc.response.get("Item")))
         if code == "TransactionCanceledException":
             reasons = exc.response.get("CancellationReasons") or []
             if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
                 old = next((r.get("Item") for r in reasons if r.get("Item")), None)
-                return ConditionFailedError(text, item=old)
+                return ConditionFailedError(text, item=_as_item(old))
             if any(r.get("Code") in ("ThrottlingError",) for r in reasons):
                 return ThrottledError(text, code=code)
         if code == "ResourceNotFoundException":
@@ -181,3 +182,8 @@ def translate_error(
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
         return EndpointUnreachableError(f"endpoint {endpoint} did not answer: {exc}")
     return StorageError(f"{operation} on {where}: {exc}")
+
+
+def _as_item(value: object) -> dict[str, Any] | None:
+    """An item from an error response (``ALL_OLD``), if it holds one."""
+    return value if isinstance(value, dict) else None

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConvlogError(Exception):
     """Base class of every error raised by convlog."""
@@ -34,6 +36,10 @@ class InvalidSessionIdError(InvalidInputError):
 
 class InvalidItemError(InvalidInputError):
     """An item is not a JSON object that can be stored and read back unchanged."""
+
+
+class InvalidClientError(InvalidInputError, TypeError):
+    """The object given as ``dynamodb_client`` is not a boto3 or aiobotocore client."""
 
 
 class PayloadTooLargeError(InvalidInputError):
@@ -71,7 +77,7 @@ class ThrottledError(StorageError):
 class ConditionFailedError(StorageError):
     """A conditional write found the item already there (``item`` holds it, if returned)."""
 
-    def __init__(self, message: str, *, item: dict[str, object] | None = None) -> None:
+    def __init__(self, message: str, *, item: dict[str, Any] | None = None) -> None:
         super().__init__(message, code="ConditionalCheckFailedException")
         self.item = item
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import CorruptEventError, InvalidItemError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 GENESIS_HASH = "0" * 64
 
 JsonItem = dict[str, Any]
@@ -132,7 +132,9 @@ def validate_items(items: Sequence[Any]) -> list[JsonItem]:
 
 
 def _json_problem(value: Any, path: str) -> str | None:
-    if value is None or isinstance(value, bool | str | int):
+    if isinstance(value, str):
+        return _text_problem(value, path)
+    if value is None or isinstance(value, bool | int):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value}, which JSON cannot hold"
@@ -140,7 +142,9 @@ def _json_problem(value: Any, path: str) -> str | None:
         for key, inner in value.items():
             if not isinstance(key, str):
                 return f"{path} has a non-string key {key!r}"
-            problem = _json_problem(inner, f"{path}[{key!r}]")
+            problem = _text_problem(key, f"{path} key") or _json_problem(
+                inner, f"{path}[{key!r}]"
+            )
             if problem:
                 return problem
         return None
@@ -151,3 +155,11 @@ def _json_problem(value: Any, path: str) -> str | None:
                 return problem
         return None
     return f"{path} is a {type(value).__name__}, which is not JSON-serialisable"
+
+
+def _text_problem(text: str, path: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{path} holds a lone surrogate ({exc.reason}), which UTF-8 cannot store"
+    return None

@@ -94,12 +94,16 @@ class NewestFirstFold:
     Args:
         limit: Return at most the newest ``limit`` live items (``None``: all).
         now: Clock for TTL checks (epoch seconds); defaults to the current time.
+
+    ``expiring`` tells afterwards whether anything that was folded carries a ``ttl`` (the
+    answer may then change with time alone).
     """
 
     limit: int | None = None
     now: float = field(default_factory=time.time)
     done: bool = False
     newest_seq: int | None = None
+    expiring: bool = False
     _pending_pops: int = 0
     _collected: list[JsonItem] = field(default_factory=list)
 
@@ -114,6 +118,7 @@ class NewestFirstFold:
             self.newest_seq = event.seq
         if self.done or (stored.ttl is not None and stored.ttl <= self.now):
             return
+        self.expiring = self.expiring or stored.ttl is not None
         if event.type == "session_cleared":
             self.done = True
         elif event.type == "item_popped":
@@ -125,12 +130,23 @@ class NewestFirstFold:
         """Consume the state every older event folds to; the walk is then complete."""
         if not self.done:
             live = [e.item for e in snapshot.entries if not e.expired(self.now)]
+            self.expiring = self.expiring or any(e.ttl is not None for e in snapshot.entries)
             self._take(live)
         self.done = True
 
     def finish(self) -> None:
         """Mark the walk complete (the oldest event has been fed)."""
         self.done = True
+
+    @property
+    def collected(self) -> int:
+        """How many live items have been found so far."""
+        return len(self._collected)
+
+    @property
+    def pending_pops(self) -> int:
+        """Pops seen whose item has not been reached yet (older items they remove)."""
+        return self._pending_pops
 
     def items(self) -> list[JsonItem]:
         """The answer: live items, oldest first."""

@@ -78,7 +78,9 @@ class EmbeddedEndpoint:
     def start(self) -> EmbeddedEndpoint:
         """Start serving; returns ``self``."""
         os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-        from moto.moto_server.threaded_moto_server import MotoRequestHandler
+        from moto.moto_server.threaded_moto_server import (  # type: ignore[attr-defined]
+            MotoRequestHandler,
+        )
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             create_backend_app,
@@ -110,7 +112,8 @@ class EmbeddedEndpoint:
         """A boto3 client for ``service`` bound to this endpoint."""
         import boto3
 
-        return boto3.client(
+        make_client: Any = boto3.client  # the service name is not a literal here
+        return make_client(
             service, endpoint_url=self.url, region_name=LOCAL_REGION,
             **LOCAL_CREDENTIALS, **config,
         )

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ from .errors import AmbiguousResultError, ConditionFailedError, CorruptEventErro
 from .events import GENESIS_HASH, Event, chain_hash
 from .fold import NewestFirstFold, Snapshot
 from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, session_pk
-from .records import AttrMap, StoredEvent, decode_event, encode_event
+from .records import AttrMap, Payload, StoredEvent, decode_event, encode_event
 from .snapshots import decode_snapshot
 
 AMBIGUOUS_RETRIES = 3
 FIRST_PAGE = 64
+SLACK = 8
 MAX_PAGE = 4096
 _TOKEN_NAMESPACE = uuid.UUID("6f1d0c4e-9a57-4f0b-8a1e-2b7c5d9e3f10")
 
@@ -92,7 +94,9 @@ class EventLog:
             return Head()
         return Head(int(items[0]["seq"]["N"]), items[0]["hash"]["S"])
 
-    async def put(self, event: Event, prev_hash: str, *, ttl: int | None) -> StoredEvent:
+    async def put(
+        self, event: Event, prev_hash: str, *, ttl: int | None, payload: Payload | None = None
+    ) -> StoredEvent:
         """Write ``event`` at its seq if that seq is free.
 
         A lost response is retried at the same seq; a conflict with an item that
@@ -100,10 +104,12 @@ class EventLog:
 
         Raises:
             ConditionFailedError: Another writer holds the seq.
+            AmbiguousResultError: The response was lost on every attempt (the event is
+                stored at most once).
             PayloadTooLargeError: The event cannot fit even in parts (nothing written).
         """
         digest = chain_hash(prev_hash, event)
-        items = encode_event(event, prev_hash, digest, ttl=ttl)
+        items = encode_event(event, prev_hash, digest, ttl=ttl, payload=payload)
         stored = StoredEvent(event, prev_hash, digest, ttl)
         for attempt in range(AMBIGUOUS_RETRIES + 1):
             try:
@@ -167,7 +173,8 @@ class EventLog:
         event_parts: list[AttrMap] = []
         head: Head | None = None
         requests = 0
-        page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + 8)
+        page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
+        rows = 0
         start_key: AttrMap | None = None
         while not fold.done:
             params: dict[str, Any] = {
@@ -182,6 +189,7 @@ class EventLog:
                 params["ExclusiveStartKey"] = start_key
             response = await self.db.call("query", **params)
             requests += 1
+            rows += len(response.get("Items", []))
             for item in response.get("Items", []):
                 sk = item["sk"]["S"]
                 if sk.startswith(EVENT_PREFIX):
@@ -208,7 +216,7 @@ class EventLog:
                 if snapshot is not None:
                     fold.feed_snapshot(snapshot)
                 fold.finish()
-            page = min(page * 4, MAX_PAGE)
+            page = _next_page(fold, page, rows)
         return ReadResult(fold.items(), head, snapshot.seq if snapshot else None, requests)
 
     async def iter_events(
@@ -252,6 +260,20 @@ class EventLog:
                 break
         if pending is not None:
             yield decode_event(pending, parts)
+
+
+def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
+    """Size the next page: with a limit, as many rows as the missing items need.
+
+    The rows read so far tell how many live items a row yields (events hold several
+    items; pops, parts and expired events hold none), so ``limit=N`` reads about the
+    events that hold the last N live items, in as few pages as that allows.
+    """
+    if fold.limit is None or fold.collected == 0 or rows == 0:
+        return min(page * 4, MAX_PAGE)
+    missing = fold.limit - fold.collected + fold.pending_pops
+    per_row = fold.collected / rows
+    return max(SLACK, min(MAX_PAGE, math.ceil(missing / per_row) + SLACK))
 
 
 def _usable_snapshot(head: AttrMap, parts: list[AttrMap]) -> Snapshot | None:

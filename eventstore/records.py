@@ -32,6 +32,7 @@ MAX_PAYLOAD_BYTES = 4_000_000
 COMPRESS_ABOVE_BYTES = 1024
 
 AttrMap = dict[str, Any]
+Payload = tuple[str, list[bytes]]  # (encoding, chunks) as returned by encode_payload
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,20 @@ def event_data(event: Event) -> dict[str, Any]:
 
 
 def encode_event(
-    event: Event, prev_hash: str, digest: str, *, ttl: int | None
+    event: Event, prev_hash: str, digest: str, *, ttl: int | None,
+    payload: Payload | None = None,
 ) -> list[AttrMap]:
-    """Return the head item of an event followed by its part items."""
-    encoding, chunks = encode_payload(event_data(event))
+    """Return the head item of an event followed by its part items.
+
+    Args:
+        event: The event.
+        prev_hash: Hash of the previous event.
+        digest: Hash of this event.
+        ttl: Expiry (epoch seconds) written on every item, or ``None``.
+        payload: ``encode_payload(event_data(event))`` if already computed (an append
+            retried at another seq reuses it instead of compressing again).
+    """
+    encoding, chunks = payload or encode_payload(event_data(event))
     pk, sk = session_pk(event.session_id), event_sk(event.seq)
     shared: AttrMap = {"seq": {"N": str(event.seq)}, "hash": {"S": digest}}
     if ttl is not None:

@@ -18,19 +18,21 @@ from typing import TYPE_CHECKING, Any
 from agents.memory import SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 
-from .errors import ConcurrencyError, ConditionFailedError, InvalidInputError
+from .errors import ConcurrencyError, ConditionFailedError, CorruptEventError, InvalidInputError
 from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
 from .fold import NewestFirstFold
 from .keys import validate_session_id
 from .log import EventLog, Head
-from .records import StoredEvent
+from .records import Payload, StoredEvent, decode_event, encode_payload
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
 MAX_APPEND_ATTEMPTS = 64
-_BACKOFF_BASE = 0.004
-_BACKOFF_CAP = 0.25
+_BACKOFF_BASE = 0.01
+_BACKOFF_CAP = 2.0
+_FAST_RETRIES = 8
+POP_WINDOW = 32
 
 
 class DynamoDBSession:
@@ -90,6 +92,7 @@ class DynamoDBSession:
         )
         self._log = EventLog(dynamodb_client, table_name)
         self._head: Head | None = None
+        self._window: _Window | None = None
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """Return the conversation items, oldest first.
@@ -104,8 +107,13 @@ class DynamoDBSession:
         effective = resolve_session_limit(limit, self.session_settings)
         if effective is not None and effective <= 0:
             return []
-        result = await self._log.read_newest(self.session_id, NewestFirstFold(limit=effective))
-        if result.head is not None:
+        fold = NewestFirstFold(limit=effective)
+        result = await self._log.read_newest(self.session_id, fold)
+        if effective is None:
+            newest = result.items[-POP_WINDOW:]
+            self._keep(_Window(result.head or Head(), newest,
+                               len(newest) == len(result.items), fold.expiring))
+        elif result.head is not None:
             self._head = result.head
         items: list[TResponseInputItem] = result.items
         return items
@@ -120,38 +128,56 @@ class DynamoDBSession:
         checked = validate_items(items)
         if not checked:
             return
+        payload = encode_payload({"items": checked})  # too large: fail before any request
         token = uuid.uuid4().hex
         await self._append(
             lambda seq, ts: ItemsAdded(
                 session_id=self.session_id, seq=seq, ts=ts, user_id=self.user_id,
                 token=token, items=checked,
-            )
+            ),
+            payload,
         )
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or ``None`` when the session is empty.
 
         Two concurrent pops never return the same item: the pop is an append at
-        ``head + 1``, so the loser re-reads and pops the next one.
+        ``head + 1``. The loser learns the winner's event from the failed condition
+        (``ALL_OLD``), applies it to the newest items it read, and pops the next one;
+        after repeated losses it backs off and reads again.
         """
+        window = self._window if self._window and self._window.head == self._head else None
+        self._window = None
         for attempt in range(MAX_APPEND_ATTEMPTS):
-            result = await self._log.read_newest(self.session_id, NewestFirstFold(limit=1))
-            head = result.head or Head()
-            if not result.items:
-                self._head = head
+            if window is None:
+                fold = NewestFirstFold(limit=POP_WINDOW)
+                result = await self._log.read_newest(self.session_id, fold)
+                window = _Window(result.head or Head(), result.items,
+                                 len(result.items) < POP_WINDOW, fold.expiring)
+            if not window.items:
+                if not window.complete:
+                    window = None  # popped past what was read: read further back
+                    continue
+                self._keep(window)
                 return None
-            item = result.items[-1]
+            item = window.items[-1]
             event = ItemPopped(
-                session_id=self.session_id, seq=head.seq + 1, ts=now_iso(),
+                session_id=self.session_id, seq=window.head.seq + 1, ts=now_iso(),
                 user_id=self.user_id, token=uuid.uuid4().hex, item=item,
             )
             try:
-                stored = await self._log.put(event, head.hash, ttl=self._ttl())
-            except ConditionFailedError:
+                stored = await self._log.put(event, window.head.hash, ttl=self._ttl())
+            except ConditionFailedError as exc:
                 await _backoff(attempt)
+                winner = _event_of(exc.item) if attempt < _FAST_RETRIES else None
+                if winner is not None and winner.event.seq == window.head.seq + 1:
+                    window.advance(winner)  # the winner's event is known: pop the next
+                else:
+                    window = None
                 continue
-            self._remember(stored)
-            popped: TResponseInputItem = item  # type: ignore[assignment]
+            window.advance(stored)
+            self._keep(window)
+            popped: TResponseInputItem = item
             return popped
         raise ConcurrencyError(
             f"pop_item on session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
@@ -172,17 +198,24 @@ class DynamoDBSession:
     async def close(self) -> None:
         """Release nothing: the client belongs to the caller, who closes it."""
         self._head = None
+        self._window = None
 
-    async def _append(self, build: Callable[[int, str], Event]) -> StoredEvent:
+    async def _append(
+        self, build: Callable[[int, str], Event], payload: Payload | None = None
+    ) -> StoredEvent:
         head = self._head or await self._log.read_head(self.session_id)
         ts = now_iso()
         for attempt in range(MAX_APPEND_ATTEMPTS):
             event = build(head.seq + 1, ts)
             try:
-                stored = await self._log.put(event, head.hash, ttl=self._ttl())
-            except ConditionFailedError:
+                stored = await self._log.put(event, head.hash, ttl=self._ttl(), payload=payload)
+            except ConditionFailedError as exc:
                 await _backoff(attempt)
-                head = await self._log.read_head(self.session_id)
+                winner = _head_of(exc.item)
+                if attempt < _FAST_RETRIES and winner is not None and winner.seq > head.seq:
+                    head = winner  # the conflict named the seq's holder: try the next seq
+                else:
+                    head = await self._log.read_head(self.session_id)
                 continue
             self._remember(stored)
             return stored
@@ -191,13 +224,67 @@ class DynamoDBSession:
         )
 
     def _remember(self, stored: StoredEvent) -> None:
+        window, self._window = self._window, None
+        if window is not None and window.head == Head(stored.event.seq - 1, stored.prev_hash):
+            window.advance(stored)
+            self._keep(window)
         self._head = Head(stored.event.seq, stored.hash)
+
+    def _keep(self, window: _Window) -> None:
+        """Remember the newest items for the next pop (unless time alone may change them)."""
+        self._head = window.head
+        self._window = None if window.expiring else window
 
     def _ttl(self) -> int | None:
         return int(time.time()) + self.ttl_seconds if self.ttl_seconds else None
 
     def __repr__(self) -> str:
         return f"DynamoDBSession(session_id={self.session_id!r}, table={self.table_name!r})"
+
+
+class _Window:
+    """The newest live items (oldest first) as of ``head``; ``complete``: all of them."""
+
+    def __init__(self, head: Head, items: list[Any], complete: bool, expiring: bool) -> None:
+        self.head = head
+        self.items = list(items)
+        self.complete = complete
+        self.expiring = expiring
+
+    def advance(self, stored: StoredEvent) -> None:
+        """Apply the event that follows ``head``."""
+        event = stored.event
+        self.head = Head(event.seq, stored.hash)
+        self.expiring = self.expiring or stored.ttl is not None
+        if event.type == "items_added":
+            self.items.extend(event.items)
+            if len(self.items) > 4 * POP_WINDOW:
+                self.items, self.complete = self.items[-POP_WINDOW:], False
+        elif event.type == "item_popped":
+            if self.items:
+                self.items.pop()
+        else:
+            self.items.clear()
+            self.complete = True
+
+
+def _event_of(item: dict[str, Any] | None) -> StoredEvent | None:
+    """The event an ``ALL_OLD`` conflict item holds, if it is whole and live."""
+    if not item or "type" not in item or "parts" in item:
+        return None
+    try:
+        stored = decode_event(item)
+    except CorruptEventError:
+        return None
+    return None if stored.ttl is not None and stored.ttl <= time.time() else stored
+
+
+def _head_of(item: dict[str, Any] | None) -> Head | None:
+    """The head an ``ALL_OLD`` conflict item reveals (an event or one of its parts)."""
+    try:
+        return Head(int(item["seq"]["N"]), str(item["hash"]["S"])) if item else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 async def _backoff(attempt: int) -> None:

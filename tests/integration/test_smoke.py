@@ -3,7 +3,9 @@ from typing import Any
 from eventstore import DynamoDBSession
 
 
-async def test_round_trip_and_one_request_append(boto3_client: Any, table: str, counter: Any) -> None:
+async def test_round_trip_and_one_request_append(
+    boto3_client: Any, table: str, counter: Any
+) -> None:
     session = DynamoDBSession("s", boto3_client, table)
     await session.add_items([{"role": "user", "content": "hi"}])
     counter.reset()
