@@ -62,7 +62,15 @@ _ACCESS_CODES = frozenset(
         "InvalidClientTokenId",
     }
 )
-_SCHEMA_HINTS = ("key element does not match", "required keys", "Missing the key", "key schema")
+_SCHEMA_HINTS = (
+    "key element does not match",
+    "required keys",
+    "Missing the key",
+    "key schema",
+    "Query key condition not supported",
+    "Type mismatch for key",
+    "does not match schema type",
+)
 
 
 class DynamoClient:

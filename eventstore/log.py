@@ -33,6 +33,7 @@ from .snapshots import decode_snapshot
 AMBIGUOUS_RETRIES = 3
 FIRST_PAGE = 64
 SLACK = 8
+SESSION_KEYS_BELOW = "T"  # EVENT#... < META < SNAPSHOT... < T
 MAX_PAGE = 4096
 _TOKEN_NAMESPACE = uuid.UUID("6f1d0c4e-9a57-4f0b-8a1e-2b7c5d9e3f10")
 
@@ -179,8 +180,13 @@ class EventLog:
         while not fold.done:
             params: dict[str, Any] = {
                 "TableName": self.table_name,
-                "KeyConditionExpression": "pk = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": session_pk(session_id)}},
+                # the sort-key condition (all of a session's keys sort below "T") makes a
+                # table without a string ``sk`` range key fail loudly instead of reading empty
+                "KeyConditionExpression": "pk = :pk AND sk < :top",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": session_pk(session_id)},
+                    ":top": {"S": SESSION_KEYS_BELOW},
+                },
                 "ScanIndexForward": False,
                 "ConsistentRead": True,
                 "Limit": page,
