@@ -9,6 +9,7 @@ writers never lose each other's items; and a session is not capped at 400 KB.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import time
 import uuid
@@ -110,7 +111,7 @@ class DynamoDBSession:
         fold = NewestFirstFold(limit=effective)
         result = await self._log.read_newest(self.session_id, fold)
         if effective is None:
-            newest = result.items[-POP_WINDOW:]
+            newest = copy.deepcopy(result.items[-POP_WINDOW:])  # the caller may mutate them
             self._keep(_Window(result.head or Head(), newest,
                                len(newest) == len(result.items), fold.expiring))
         elif result.head is not None:
@@ -257,7 +258,7 @@ class _Window:
         self.head = Head(event.seq, stored.hash)
         self.expiring = self.expiring or stored.ttl is not None
         if event.type == "items_added":
-            self.items.extend(event.items)
+            self.items.extend(copy.deepcopy(event.items))
             if len(self.items) > 4 * POP_WINDOW:
                 self.items, self.complete = self.items[-POP_WINDOW:], False
         elif event.type == "item_popped":

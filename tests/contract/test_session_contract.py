@@ -146,6 +146,23 @@ class SessionContract:
         assert await session.pop_item() == items[-1]
         assert await session.get_items(limit=2) == items[-3:-1]
 
+    async def test_mutating_items_later_changes_nothing_stored(self, factory: Factory) -> None:
+        session = factory("alias")
+
+        def original() -> dict[str, Any]:
+            return {"role": "user", "content": [{"type": "input_text", "text": "orig"}]}
+
+        assert await session.get_items() == []
+        item = original()
+        await session.add_items([item])
+        item["content"][0]["text"] = "changed after add_items"
+        assert await session.pop_item() == original()
+        await session.add_items([original(), original()])
+        got = await session.get_items()
+        got[-1]["content"][0]["text"] = "changed after get_items"
+        assert await session.pop_item() == original()
+        assert await session.get_items() == [original()]
+
     async def test_empty_add_items_is_a_no_op(self, factory: Factory) -> None:
         session = factory("noop")
         await session.add_items([])
