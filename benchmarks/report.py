@@ -22,12 +22,14 @@ def n(value: float | None, digits: int = 0) -> str:
 
 
 def ratio(ours: float | None, theirs: float | None) -> str:
-    """``ours / theirs`` with a reading aid ("309x fewer")."""
+    """``ours / theirs``, with a reading aid when they differ by 2x or more."""
     if ours is None or theirs is None or theirs == 0:
         return DASH
     value = ours / theirs
-    if value < 1 and ours > 0:
+    if 0 < value <= 0.5:
         return f"{value:.3g} ({theirs / ours:,.0f}x fewer)"
+    if value >= 2:
+        return f"{value:.3g} ({value:,.0f}x more)"
     return f"{value:.3g}"
 
 
@@ -247,7 +249,7 @@ def chart(results: Results, path: Path) -> None:
         axis.set_xlabel("history length (items)")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper left")
     fig.suptitle("Capacity units per call, measured on the embedded endpoint", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

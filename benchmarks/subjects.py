@@ -75,6 +75,7 @@ class ConvlogSubject(Subject):
         self.table = f"bench-convlog-{uuid.uuid4().hex[:8]}"
         self.twin = f"bench-convlog-noproj-{uuid.uuid4().hex[:8]}"
         self.pump: Any = None
+        self.copied: dict[str, str] = {}
         self.projector_error: str | None = None
 
     async def setup(self) -> None:
@@ -116,15 +117,17 @@ class ConvlogSubject(Subject):
         return delivered
 
     def copy_to_twin(self, session_id: str) -> int:
-        """Copy the session's event items to the twin table (no projector runs there)."""
-        pk = {":pk": {"S": session_pk(session_id)}, ":ev": {"S": "EVENT#"}}
+        """Copy the session's new event items to the twin table (no projector runs there)."""
+        after = self.copied.get(session_id, "EVENT#")
+        values = {":pk": {"S": session_pk(session_id)}, ":after": {"S": after},
+                  ":end": {"S": "EVENT#~"}}
         items: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while True:
             params: dict[str, Any] = {
                 "TableName": self.table,
-                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ev)",
-                "ExpressionAttributeValues": pk, "ConsistentRead": True,
+                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :after AND :end",
+                "ExpressionAttributeValues": values, "ConsistentRead": True,
             }
             if start:
                 params["ExclusiveStartKey"] = start
@@ -140,6 +143,8 @@ class ConvlogSubject(Subject):
                 pending = self.shadow.batch_write_item(RequestItems=pending).get(
                     "UnprocessedItems", {}
                 )
+        if items:
+            self.copied[session_id] = items[-1]["sk"]["S"] + "#~"
         return len(items)
 
 
