@@ -146,18 +146,24 @@ class DynamoDBSession:
         ``head + 1``. The loser learns the winner's event from the failed condition
         (``ALL_OLD``), applies it to the newest items it read, and pops the next one;
         after repeated losses it backs off and reads again.
+
+        A session object remembers the newest items after its own reads and writes, so a
+        pop usually costs one write: the conditional put proves the remembered state is
+        current. An empty remembered state proves nothing, so ``None`` needs a read.
         """
         window = self._window if self._window and self._window.head == self._head else None
         self._window = None
+        read_now = False  # whether the state was read during this call
         for attempt in range(MAX_APPEND_ATTEMPTS):
             if window is None:
                 fold = NewestFirstFold(limit=POP_WINDOW)
                 result = await self._log.read_newest(self.session_id, fold)
                 window = _Window(result.head or Head(), result.items,
                                  len(result.items) < POP_WINDOW, fold.expiring)
+                read_now = True
             if not window.items:
-                if not window.complete:
-                    window = None  # popped past what was read: read further back
+                if not (window.complete and read_now):
+                    window = None  # popped past what was read, or remembered: read
                     continue
                 self._keep(window)
                 return None

@@ -133,6 +133,23 @@ class SessionContract:
         assert await reader.pop_item() == msg("user", "x")
         assert await writer.get_items() == []
 
+    async def test_pops_see_what_another_object_wrote(self, factory: Factory) -> None:
+        mine, other = factory("two-objects"), factory("two-objects")
+        assert await mine.pop_item() is None
+        await other.add_items([msg("user", "x")])
+        assert await mine.pop_item() == msg("user", "x")
+        assert await mine.get_items() == []
+        await other.add_items([msg("user", "y"), msg("user", "z")])
+        assert await mine.pop_item() == msg("user", "z")
+        assert await mine.get_items() == [msg("user", "y")]
+        await other.clear_session()
+        assert await mine.pop_item() is None
+        await other.add_items([msg("user", "w")])
+        assert await other.pop_item() == msg("user", "w")
+        await mine.add_items([msg("user", "v")])
+        assert await other.pop_item() == msg("user", "v")
+        assert await mine.pop_item() is None
+
     async def test_unicode_and_json_hostile_strings(self, factory: Factory) -> None:
         session = factory("hostile \"id\" / ünïcode 🧪 </script>")
         items = [msg("user", text) for text in HOSTILE]
