@@ -98,9 +98,57 @@ async def test_ten_poppers_return_every_item_once(
     assert await loader.get_items() == []
 
     events = await verified_chain(boto3_client, table, "pops")
+    assert assert_pops_removed_the_newest_item(events) == []
     popped_events = [e.event for e in events if e.event.type == "item_popped"]
     assert len(popped_events) == 100
     assert sorted(e.item["content"] for e in popped_events) == sorted(popped)
+
+
+def assert_pops_removed_the_newest_item(events: list[StoredEvent]) -> list[Any]:
+    """Replay oldest-first: every ``item_popped`` must record the then-newest live item."""
+    live: list[Any] = []
+    for stored in events:
+        event = stored.event
+        if event.type == "items_added":
+            live.extend(event.items)
+        elif event.type == "item_popped":
+            assert live, f"seq {event.seq} popped from an empty session"
+            assert event.item == live.pop(), f"seq {event.seq} popped the wrong item"
+        else:
+            live.clear()
+    return live
+
+
+async def test_mixed_writers_poppers_and_readers(
+    boto3_client: Any, aio_client: Any, table: str
+) -> None:
+    """Objects that remember state (after reads and writes) race with each other."""
+    async def worker(number: int) -> list[Any]:
+        rng = random.Random(number)
+        session = DynamoDBSession("mixed", aio_client if number % 2 else boto3_client, table)
+        popped: list[Any] = []
+        for step in range(20):
+            roll = rng.random()
+            if roll < 0.45:
+                await session.add_items(
+                    [{"role": "user", "content": f"{number}-{step}-{k}"}
+                     for k in range(rng.randint(1, 3))])
+            elif roll < 0.85:
+                item = await session.pop_item()
+                if item is not None:
+                    popped.append(item)
+            else:
+                await session.get_items()
+        return popped
+
+    results = await asyncio.gather(*(worker(n) for n in range(8)))
+    events = await verified_chain(boto3_client, table, "mixed")
+    live = assert_pops_removed_the_newest_item(events)
+    assert await DynamoDBSession("mixed", boto3_client, table).get_items() == live
+    recorded = sorted(e.event.item["content"] for e in events if e.event.type == "item_popped")
+    returned = sorted(item["content"] for popped in results for item in popped)
+    assert returned == recorded
+    assert len(set(returned)) == len(returned)
 
 
 def stored_contents(events: list[StoredEvent]) -> list[str]:
