@@ -124,3 +124,28 @@ async def test_limit_pages_follow_items_per_event(
         counter.reset()
         assert await session.get_items(limit=limit) == live[-limit:]
         assert dict(counter.counts) == {"Query": pages}, limit
+
+
+async def test_remembered_state_is_not_used_when_it_can_expire(
+    boto3_client: Any, table: str, counter: Any
+) -> None:
+    session = DynamoDBSession("expiring", boto3_client, table, ttl_seconds=3600)
+    await session.add_items([{"role": "user", "content": f"m{n}"} for n in range(3)])
+    assert len(await session.get_items()) == 3
+    counter.reset()  # items with a ttl may expire between calls: a pop reads first
+    assert await session.pop_item() == {"role": "user", "content": "m2"}
+    assert dict(counter.counts) == {"Query": 1, "PutItem": 1}
+    counter.reset()
+    await session.add_items([{"role": "user", "content": "m3"}])
+    assert dict(counter.counts) == {"PutItem": 1}  # the head is still remembered
+
+
+async def test_close_forgets_what_the_object_remembered(
+    boto3_client: Any, table: str, counter: Any
+) -> None:
+    session = DynamoDBSession("closing", boto3_client, table)
+    await session.add_items([{"role": "user", "content": "a"}])
+    await session.close()
+    counter.reset()
+    await session.add_items([{"role": "user", "content": "b"}])
+    assert dict(counter.counts) == {"Query": 1, "PutItem": 1}
