@@ -35,10 +35,15 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .errors import ConvlogError
-    from .log import EventLog
-    from .session import DynamoDBSession
-    from .table import create_table_if_not_exists
+    from .errors import ConvlogError as ConvlogError
+    from .log import EventLog as EventLog
+    from .session import DynamoDBSession as DynamoDBSession
+    from .sessions_index import SessionInfo as SessionInfo
+    from .sessions_index import SessionPage as SessionPage
+    from .sessions_index import list_sessions as list_sessions
+    from .table import create_table_if_not_exists as create_table_if_not_exists
+    from .toolcache import ToolCache as ToolCache
+    from .toolcache import cached_tool as cached_tool
 
 
 def __getattr__(name: str) -> Any:
