@@ -63,6 +63,11 @@ def headline(results: Results, at: int) -> str:
     top = max(results.lengths)
     big = _get(results.get_all, "convlog", top)
     peer_big = _get(results.get_all, PEER, top)
+    top_row = [] if top == at else [
+        (f"`get_items()` at {top:,} items (fresh snapshot): requests", _cell(big, "requests"),
+         _cell(peer_big, "requests"), ratio(_attr(big, "requests"), _attr(peer_big, "requests")),
+         DASH),
+    ]
     rows: list[tuple[str, str, str, str, str]] = [
         (f"`add_items` (1 turn) at {at:,} items: requests", _cell(add, "requests"),
          _cell(peer_add, "requests"), ratio(_attr(add, "requests"), _attr(peer_add, "requests")),
@@ -81,9 +86,7 @@ def headline(results: Results, at: int) -> str:
          ratio(_attr(get, "requests"), _attr(peer_get, "requests")), DASH),
         (f"`get_items()` at {at:,} items: RCU", _cell(get, "rcu", 1),
          _cell(peer_get, "rcu", 1), ratio(_attr(get, "rcu"), _attr(peer_get, "rcu")), DASH),
-        (f"`get_items()` at {top:,} items (fresh snapshot): requests", _cell(big, "requests"),
-         _cell(peer_big, "requests"), ratio(_attr(big, "requests"), _attr(peer_big, "requests")),
-         DASH),
+        *top_row,
     ]
     limits = results.limits
     rows.append((
@@ -114,7 +117,7 @@ def _limit(limit: Any) -> str:
     if limit is None:
         return DASH
     if limit.failed_at is None:
-        return f"{limit.held:,} (no write failed)"
+        return f"\N{GREATER-THAN OR EQUAL TO} {limit.held:,} (no write failed)"
     return f"{limit.held:,} (write failed at {limit.failed_at:,})"
 
 

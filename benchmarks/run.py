@@ -171,7 +171,11 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "400 KB; the search fills a session with "
         f"{scenarios.LIMIT_SEARCH_START:,} items, then adds turns until a write "
         f"fails. convlog and SQLite were not pushed further than {max(results.lengths):,} "
-        "items: neither has a per-session cap (convlog stores one item per event).",
+        "items: neither has a per-session cap (convlog stores one item per event). "
+        "moto counts item sizes its own way and refuses items above 405,000 bytes; by "
+        "DynamoDB's documented rules (400 KB = 409,600 bytes, `eventstore.capacity."
+        "item_size`) the same single item would overflow at "
+        f"{scenarios.single_item_limit_on_aws():,} items on AWS (computed, not measured).",
         "",
         "## Concurrency: 8 writers x 50 items on one session id",
         "",

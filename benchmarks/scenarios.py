@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore.capacity import CapacityMeter
+from eventstore.capacity import ITEM_LIMIT_BYTES, CapacityMeter, item_size
 
 from .subjects import ConvlogSubject, PeerSubject, Subject
-from .workload import message, turn
+from .workload import history, message, turn
 
 WRITERS = 8
 ITEMS_PER_WRITER = 50
@@ -241,6 +242,25 @@ async def concurrency(results: Results, subject: Subject) -> None:
     results.concurrency[subject.key] = Concurrency(
         WRITERS * ITEMS_PER_WRITER, len(distinct), raised, requests, seconds
     )
+
+
+def single_item_limit_on_aws(session_id: str = "bench-limit") -> int:
+    """First history length whose single item exceeds 400 KB by DynamoDB's size rules.
+
+    Computed (not measured) from the package's layout -- ``session_id``,
+    ``conversation_data`` (``json.dumps`` of the items), ``updated_at`` -- because moto
+    counts item sizes its own way and stops at 405,000 bytes.
+    """
+    length = 2
+    while True:
+        item = {
+            "session_id": {"S": session_id},
+            "conversation_data": {"S": json.dumps(history(0, length))},
+            "updated_at": {"N": str(int(time.time()))},
+        }
+        if item_size(item) > ITEM_LIMIT_BYTES:
+            return length
+        length += 2
 
 
 async def limits(results: Results, subjects: list[Subject]) -> None:
