@@ -214,7 +214,7 @@ class EventLog:
                     if is_part_sk(sk):
                         snapshot_parts.append(item)
                     else:
-                        snapshot = _usable_snapshot(item, snapshot_parts)
+                        snapshot = _usable_snapshot(item, snapshot_parts, fold.now)
                 if fold.done:
                     break
             start_key = response.get("LastEvaluatedKey")
@@ -282,8 +282,15 @@ def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
     return max(SLACK, min(MAX_PAGE, math.ceil(missing / per_row) + SLACK))
 
 
-def _usable_snapshot(head: AttrMap, parts: list[AttrMap]) -> Snapshot | None:
-    """Decode a snapshot; an unusable one is ignored (the events are the truth)."""
+def _usable_snapshot(head: AttrMap, parts: list[AttrMap], now: float) -> Snapshot | None:
+    """Decode a snapshot; an unusable one is ignored (the events are the truth).
+
+    An expired snapshot is ignored too: its ``ttl`` is that of the newest event it
+    folded, so once it is past, every event it stands for has expired, and a session
+    that starts again from seq 1 must not be hidden behind the stale snapshot's seq.
+    """
+    if "ttl" in head and int(head["ttl"]["N"]) <= now:
+        return None
     try:
         return decode_snapshot(head, parts)
     except CorruptEventError:
