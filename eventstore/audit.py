@@ -148,23 +148,14 @@ def import_line(line: dict[str, Any]) -> StoredEvent:
     return StoredEvent(event, prev_hash, digest, int(ttl) if ttl is not None else None)
 
 
-async def _raw_items(log: EventLog, session_id: str) -> AsyncIterator[AttrMap]:
-    start_key: AttrMap | None = None
-    while True:
-        params: dict[str, Any] = {
-            "TableName": log.table_name,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": session_pk(session_id)}},
-            "ConsistentRead": True,
-        }
-        if start_key:
-            params["ExclusiveStartKey"] = start_key
-        response = await log.db.call("query", **params)
-        for item in response.get("Items", []):
-            yield item
-        start_key = response.get("LastEvaluatedKey")
-        if start_key is None:
-            return
+def _raw_items(log: EventLog, session_id: str) -> AsyncIterator[AttrMap]:
+    return log.db.items(
+        "query",
+        TableName=log.table_name,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}},
+        ConsistentRead=True,
+    )
 
 
 async def verify_session(
@@ -295,22 +286,14 @@ class _ChainWalk:
 async def iter_session_ids(log: EventLog) -> AsyncIterator[str]:
     """Yield the id of every session with events in the table (one paged ``Scan``)."""
     seen: set[str] = set()
-    start_key: AttrMap | None = None
-    while True:
-        params: dict[str, Any] = {
-            "TableName": log.table_name,
-            "ProjectionExpression": "pk",
-            "FilterExpression": "begins_with(pk, :s) AND begins_with(sk, :e)",
-            "ExpressionAttributeValues": {":s": {"S": SESSION_PREFIX}, ":e": {"S": EVENT_PREFIX}},
-        }
-        if start_key:
-            params["ExclusiveStartKey"] = start_key
-        response = await log.db.call("scan", **params)
-        for item in response.get("Items", []):
-            session_id = item["pk"]["S"][len(SESSION_PREFIX) :]
-            if session_id not in seen:
-                seen.add(session_id)
-                yield session_id
-        start_key = response.get("LastEvaluatedKey")
-        if start_key is None:
-            return
+    async for item in log.db.items(
+        "scan",
+        TableName=log.table_name,
+        ProjectionExpression="pk",
+        FilterExpression="begins_with(pk, :s) AND begins_with(sk, :e)",
+        ExpressionAttributeValues={":s": {"S": SESSION_PREFIX}, ":e": {"S": EVENT_PREFIX}},
+    ):
+        session_id = item["pk"]["S"][len(SESSION_PREFIX) :]
+        if session_id not in seen:
+            seen.add(session_id)
+            yield session_id

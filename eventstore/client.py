@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from botocore.exceptions import (
@@ -116,6 +117,23 @@ class DynamoClient:
         except (ClientError, BotoCoreError) as exc:
             raise translate_error(exc, operation, self.endpoint, kwargs) from exc
         return result
+
+    async def items(self, operation: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """Yield every item of a paged ``query`` or ``scan``, following ``LastEvaluatedKey``.
+
+        Args:
+            operation: ``"query"`` or ``"scan"``.
+            **params: The request parameters (without ``ExclusiveStartKey``).
+        """
+        page = dict(params)
+        while True:
+            response = await self.call(operation, **page)
+            for item in response.get("Items", []):
+                yield item
+            start = response.get("LastEvaluatedKey")
+            if start is None:
+                return
+            page["ExclusiveStartKey"] = start
 
     def call_sync(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         """Call one operation on a boto3 (synchronous) client, translating errors."""

@@ -237,33 +237,25 @@ class EventLog:
         """
         low = event_sk(after_seq + 1)
         high = event_sk(upto_seq) + "#9999" if upto_seq is not None else EVENT_PREFIX + "~"
-        start_key: AttrMap | None = None
         pending: AttrMap | None = None
         parts: list[AttrMap] = []
-        while True:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": session_pk(session_id)},
-                    ":lo": {"S": low},
-                    ":hi": {"S": high},
-                },
-                "ConsistentRead": True,
-            }
-            if start_key:
-                params["ExclusiveStartKey"] = start_key
-            response = await self.db.call("query", **params)
-            for item in response.get("Items", []):
-                if is_part_sk(item["sk"]["S"]):
-                    parts.append(item)
-                    continue
-                if pending is not None:
-                    yield decode_event(pending, parts)
-                pending, parts = item, []
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                break
+        async for item in self.db.items(
+            "query",
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": session_pk(session_id)},
+                ":lo": {"S": low},
+                ":hi": {"S": high},
+            },
+            ConsistentRead=True,
+        ):
+            if is_part_sk(item["sk"]["S"]):
+                parts.append(item)
+                continue
+            if pending is not None:
+                yield decode_event(pending, parts)
+            pending, parts = item, []
         if pending is not None:
             yield decode_event(pending, parts)
 

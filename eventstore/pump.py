@@ -145,11 +145,16 @@ def lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
         data["ApproximateCreationDateTime"] = round(created.timestamp(), 3)
     for image in ("Keys", "NewImage", "OldImage"):
         if image in data:
-            data[image] = {k: _wire_value(v) for k, v in data[image].items()}
+            data[image] = lambda_image(data[image])
     out = {k: v for k, v in record.items() if k != "dynamodb"}
     out["eventSourceARN"] = stream_arn
     out["dynamodb"] = data
     return out
+
+
+def lambda_image(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A botocore-parsed item as a Lambda stream image (binary values base64-encoded)."""
+    return {name: _wire_value(value) for name, value in item.items()}
 
 
 def _wire_value(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def _wire_value(value: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "BS":
         return {"BS": [base64.b64encode(bytes(v)).decode("ascii") for v in inner]}
     if kind == "M":
-        return {"M": {k: _wire_value(v) for k, v in inner.items()}}
+        return {"M": lambda_image(inner)}
     if kind == "L":
         return {"L": [_wire_value(v) for v in inner]}
     return {kind: inner}

@@ -74,38 +74,22 @@ def kind_of(sk: str) -> str:
     return "other items"
 
 
-async def _scan(db: DynamoClient, table: str, **params: Any) -> AsyncIterator[AttrMap]:
-    start: AttrMap | None = None
-    while True:
-        page_params = dict(params, TableName=table)
-        if start:
-            page_params["ExclusiveStartKey"] = start
-        response = await db.call("scan", **page_params)
-        for item in response.get("Items", []):
-            yield item
-        start = response.get("LastEvaluatedKey")
-        if start is None:
-            return
+def _scan(db: DynamoClient, table: str, **params: Any) -> AsyncIterator[AttrMap]:
+    return db.items("scan", TableName=table, **params)
 
 
 async def _partition_keys(db: DynamoClient, table: str, pk: str) -> list[Key]:
-    keys: list[Key] = []
-    start: AttrMap | None = None
-    while True:
-        params: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ProjectionExpression": "pk, sk",
-            "ConsistentRead": True,
-        }
-        if start:
-            params["ExclusiveStartKey"] = start
-        response = await db.call("query", **params)
-        keys.extend((i["pk"]["S"], i["sk"]["S"]) for i in response.get("Items", []))
-        start = response.get("LastEvaluatedKey")
-        if start is None:
-            return keys
+    return [
+        (i["pk"]["S"], i["sk"]["S"])
+        async for i in db.items(
+            "query",
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ProjectionExpression="pk, sk",
+            ConsistentRead=True,
+        )
+    ]
 
 
 async def plan_purge(

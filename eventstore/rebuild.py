@@ -22,36 +22,18 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .errors import StorageError
 from .keys import EVENT_PREFIX, META_SK, SNAPSHOT_SK, is_part_sk, session_pk
 from .log import EventLog
+from .pump import lambda_image
 from .records import AttrMap
 from .table import STREAM_BATCH_SIZE, STREAM_VIEW_TYPE
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _REBUILD_ARN = "arn:aws:dynamodb:local:000000000000:table/{table}/stream/rebuild"
-
-
-def lambda_image(item: AttrMap) -> dict[str, Any]:
-    """A botocore item as a Lambda stream image (binary values base64-encoded)."""
-    return {name: _lambda_value(value) for name, value in item.items()}
-
-
-def _lambda_value(value: AttrMap) -> Any:
-    ((kind, inner),) = value.items()
-    if kind == "B":
-        return {"B": base64.b64encode(bytes(inner)).decode("ascii")}
-    if kind == "BS":
-        return {"BS": [base64.b64encode(bytes(v)).decode("ascii") for v in inner]}
-    if kind == "M":
-        return {"M": lambda_image(inner)}
-    if kind == "L":
-        return {"L": [_lambda_value(v) for v in inner]}
-    return {kind: inner}
 
 
 def insert_record(item: AttrMap, table: str, sequence: int) -> dict[str, Any]:
@@ -74,25 +56,17 @@ def insert_record(item: AttrMap, table: str, sequence: int) -> dict[str, Any]:
 
 
 async def _event_items(log: EventLog, session_id: str) -> AsyncIterator[AttrMap]:
-    start: AttrMap | None = None
-    while True:
-        params: dict[str, Any] = {
-            "TableName": log.table_name,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ev)",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": session_pk(session_id)}, ":ev": {"S": EVENT_PREFIX},
-            },
-            "ConsistentRead": True,
-        }
-        if start:
-            params["ExclusiveStartKey"] = start
-        response = await log.db.call("query", **params)
-        for item in response.get("Items", []):
-            if not is_part_sk(item["sk"]["S"]):
-                yield item
-        start = response.get("LastEvaluatedKey")
-        if start is None:
-            return
+    async for item in log.db.items(
+        "query",
+        TableName=log.table_name,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
+        ExpressionAttributeValues={
+            ":pk": {"S": session_pk(session_id)}, ":ev": {"S": EVENT_PREFIX},
+        },
+        ConsistentRead=True,
+    ):
+        if not is_part_sk(item["sk"]["S"]):
+            yield item
 
 
 async def reset_views(log: EventLog, session_id: str) -> int:

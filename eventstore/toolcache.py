@@ -172,26 +172,20 @@ class ToolCache:
             )
             return 1 if response.get("Attributes") else 0
         _check_name(tool_name)
-        deleted = 0
-        start: dict[str, Any] | None = None
-        while True:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "pk = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": tool_pk(tool_name)}},
-                "ProjectionExpression": "pk, sk",
-                "ConsistentRead": True,
-            }
-            if start:
-                params["ExclusiveStartKey"] = start
-            page = await self.db.call("query", **params)
-            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in page.get("Items", [])]
-            for i in range(0, len(keys), 25):
-                await self._delete_batch(keys[i : i + 25])
-            deleted += len(keys)
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return deleted
+        keys = [
+            {"pk": i["pk"], "sk": i["sk"]}
+            async for i in self.db.items(
+                "query",
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": tool_pk(tool_name)}},
+                ProjectionExpression="pk, sk",
+                ConsistentRead=True,
+            )
+        ]
+        for i in range(0, len(keys), 25):
+            await self._delete_batch(keys[i : i + 25])
+        return len(keys)
 
     async def _delete_batch(self, keys: list[dict[str, Any]]) -> None:
         requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]

@@ -249,31 +249,23 @@ async def read_views(db: DynamoClient, table_name: str, session_id: str) -> View
     head: AttrMap | None = None
     parts: list[AttrMap] = []
     meta_item: AttrMap | None = None
-    start_key: AttrMap | None = None
-    while True:
-        params: dict[str, Any] = {
-            "TableName": table_name,
-            "KeyConditionExpression": "pk = :pk AND sk >= :meta",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": session_pk(session_id)},
-                ":meta": {"S": META_SK},
-            },
-            "ConsistentRead": True,
-        }
-        if start_key:
-            params["ExclusiveStartKey"] = start_key
-        response = await db.call("query", **params)
-        for item in response.get("Items", []):
-            sk = item["sk"]["S"]
-            if sk == META_SK:
-                meta_item = item
-            elif sk == SNAPSHOT_SK:
-                head = item
-            elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
-                parts.append(item)
-        start_key = response.get("LastEvaluatedKey")
-        if start_key is None:
-            break
+    async for item in db.items(
+        "query",
+        TableName=table_name,
+        KeyConditionExpression="pk = :pk AND sk >= :meta",
+        ExpressionAttributeValues={
+            ":pk": {"S": session_pk(session_id)},
+            ":meta": {"S": META_SK},
+        },
+        ConsistentRead=True,
+    ):
+        sk = item["sk"]["S"]
+        if sk == META_SK:
+            meta_item = item
+        elif sk == SNAPSHOT_SK:
+            head = item
+        elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
+            parts.append(item)
     part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
     snapshot = meta = None
     try:
