@@ -158,9 +158,9 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         report.read_table(results, results.get_all),
         "",
         "convlog reads its partition newest first in pages; the first page holds "
-        f"{FIRST_PAGE} items (for `get_items(limit=N)`, N + 8 if that is fewer), so a read "
-        "behind a fresh snapshot also pays for the newest events that share that page, "
-        "which it does not need: that is most of its RCU at 10 and 100 items.",
+        f"{FIRST_PAGE} rows (for `get_items(limit=N)`, N + 8 if that is fewer), "
+        "so a read behind a fresh snapshot also pays for the few newest events that share "
+        "that page, which it does not need.",
         "",
         "## get_items(limit=20)",
         "",

@@ -31,7 +31,11 @@ from .records import AttrMap, Payload, StoredEvent, decode_event, encode_event
 from .snapshots import decode_snapshot
 
 AMBIGUOUS_RETRIES = 3
-FIRST_PAGE = 64
+# The first page holds a fresh snapshot (head, parts), META and the projector's usual
+# lag; a larger one would pay for events the snapshot already covers. Without a
+# snapshot, an unlimited read's pages grow eightfold (16, 128, 1024, 4096 rows) and a
+# limited one sizes its next page from the items per row seen so far.
+FIRST_PAGE = 16
 SLACK = 8
 SESSION_KEYS_BELOW = "T"  # EVENT#... < META < SNAPSHOT... < T
 MAX_PAGE = 4096
@@ -267,7 +271,9 @@ def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
     items; pops, parts and expired events hold none), so ``limit=N`` reads about the
     events that hold the last N live items, in as few pages as that allows.
     """
-    if fold.limit is None or fold.collected == 0 or rows == 0:
+    if fold.limit is None:
+        return min(page * 8, MAX_PAGE)
+    if fold.collected == 0 or rows == 0:
         return min(page * 4, MAX_PAGE)
     missing = fold.limit - fold.collected + fold.pending_pops
     per_row = fold.collected / rows

@@ -206,7 +206,7 @@ async def test_get_items_with_the_projector_stopped_pages_through_the_events(
         assert await session.get_items() == history
     with meter.measure() as newest:
         assert await session.get_items(limit=20) == history[-20:]
-    # Pages of 64, 256 and 1,024 items cover 500 events; the newest 20 items fit in one.
+    # Pages of 16, 128 and 1,024 rows cover 500 events; the newest 20 items fit in one.
     assert dict(everything.operations) == {"Query": 3}
     assert dict(newest.operations) == {"Query": 1}
     replay = await _replay_rcu(boto3_client, table, "no-snapshot")

@@ -55,7 +55,7 @@ async def test_snapshot_read_of_5000_events_is_one_request_and_exact_when_behind
     put_events(boto3_client, table, later)
     counter.reset()
     assert await session.get_items() == expected_items(events + later)
-    assert counter.total <= 3  # newest-first pages of 64, 256, 1024 items
+    assert counter.total <= 3  # newest-first pages of 16, 128, 1024 rows
     before_clear = events + later[:250]
     assert expected_items(before_clear) != expected_items(events + later)
 

@@ -94,7 +94,7 @@ async def test_get_items_after_clear_on_1000_events_is_one_request(
     assert counter.total == 1
 
 
-PAGES = [(1, 1), (10, 1), (64, 1), (65, 2), (100, 2), (300, 2), (5000, 2), (None, 2)]
+PAGES = [(1, 1), (16, 1), (17, 2), (64, 2), (65, 2), (100, 2), (300, 2), (5000, 2), (None, 3)]
 
 
 async def test_limit_reads_no_more_pages_than_needed(
@@ -120,7 +120,7 @@ async def test_limit_pages_follow_items_per_event(
     for _ in range(5):
         await session.pop_item()
     live = items[:-5]
-    for limit, pages in [(15, 1), (400, 1), (1200, 2), (1995, 2)]:
+    for limit, pages in [(15, 1), (200, 1), (400, 2), (1200, 2), (1995, 2)]:
         counter.reset()
         assert await session.get_items(limit=limit) == live[-limit:]
         assert dict(counter.counts) == {"Query": pages}, limit
