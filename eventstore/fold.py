@@ -48,6 +48,11 @@ class Snapshot:
 
     seq: int
     entries: tuple[Entry, ...] = ()
+    ttl: int | None = field(default=None, compare=False)  # as stored: its newest event's
+
+    def expired(self, now: float) -> bool:
+        """Whether the stored snapshot's ``ttl`` is past: every event it folded expired."""
+        return self.ttl is not None and self.ttl <= now
 
     def items(self, now: float | None = None) -> list[JsonItem]:
         """The live items, oldest first, without expired ones."""

@@ -287,9 +287,8 @@ def _usable_snapshot(head: AttrMap, parts: list[AttrMap], now: float) -> Snapsho
     folded, so once it is past, every event it stands for has expired, and a session
     that starts again from seq 1 must not be hidden behind the stale snapshot's seq.
     """
-    if "ttl" in head and int(head["ttl"]["N"]) <= now:
-        return None
     try:
-        return decode_snapshot(head, parts)
+        snapshot = decode_snapshot(head, parts)
     except CorruptEventError:
         return None
+    return None if snapshot.expired(now) else snapshot

@@ -65,7 +65,8 @@ def decode_snapshot(head: AttrMap, parts: Sequence[AttrMap] = ()) -> Snapshot:
         chunks = [chunk_of(head)] + [chunk_of(p) for p in ordered if p is not None]
         data = decode_payload(head["enc"]["S"], chunks)
         entries = tuple(Entry(e["i"], int(e["s"]), e["t"]) for e in data["entries"])
-        return Snapshot(seq, entries)
+        ttl = int(head["ttl"]["N"]) if "ttl" in head else None
+        return Snapshot(seq, entries, ttl)
     except CorruptEventError:
         raise
     except (KeyError, ValueError, TypeError) as exc:

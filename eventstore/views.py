@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,9 @@ from .snapshots import decode_snapshot, encode_snapshot
 if TYPE_CHECKING:
     from .client import DynamoClient
 
-VIEW_CONDITION = "attribute_not_exists(pk) OR seq < :seq"
+# A view is replaced by a newer one, or by any one once it has expired (a session whose
+# every event expired starts again at seq 1 and must not stay behind the stale view).
+VIEW_CONDITION = "attribute_not_exists(pk) OR seq < :seq OR #ttl < :now"
 TOOL_ENTRY_CONDITION = "attribute_not_exists(pk) OR #c < :created"
 MAX_TOOL_OUTPUT_BYTES = 300_000
 META_VERSION = 1
@@ -313,26 +316,29 @@ async def write_session_views(
                 await db.call(
                     "delete_item", TableName=table_name,
                     Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},
-                    ConditionExpression="seq < :seq",
-                    ExpressionAttributeValues={":seq": {"N": str(snapshot.seq)}},
+                    ConditionExpression="seq < :seq OR #ttl < :now",
+                    ExpressionAttributeNames={"#ttl": "ttl"},
+                    ExpressionAttributeValues={
+                        ":seq": {"N": str(snapshot.seq)}, ":now": {"N": str(int(time.time()))},
+                    },
                 )
     return written
 
 
 async def _put_newer(db: DynamoClient, table_name: str, items: list[AttrMap], seq: int) -> bool:
-    values = {":seq": {"N": str(seq)}}
+    condition: dict[str, Any] = {
+        "ConditionExpression": VIEW_CONDITION,
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {
+            ":seq": {"N": str(seq)}, ":now": {"N": str(int(time.time()))},
+        },
+    }
     try:
         if len(items) == 1:
-            await db.call(
-                "put_item", TableName=table_name, Item=items[0],
-                ConditionExpression=VIEW_CONDITION, ExpressionAttributeValues=values,
-            )
+            await db.call("put_item", TableName=table_name, Item=items[0], **condition)
         else:
             await db.call("transact_write_items", TransactItems=[
-                {"Put": {"TableName": table_name, "Item": item,
-                         "ConditionExpression": VIEW_CONDITION,
-                         "ExpressionAttributeValues": values}}
-                for item in items
+                {"Put": {"TableName": table_name, "Item": item, **condition}} for item in items
             ])
     except ConditionFailedError:
         return False

@@ -143,6 +143,8 @@ class ProjectionBatch:
     ) -> int:
         state = await read_views(self.db, self.table_name, session_id)
         prior = state.snapshot if state.consistent else None
+        if prior is not None and prior.expired(time.time()):
+            prior = None  # every event it folded has expired: start from what is stored
         base = prior.seq if prior else 0
         newer = sorted({r.seq: r for r in records if r.seq > base}.values(), key=lambda r: r.seq)
         if not newer:
@@ -173,6 +175,8 @@ class ProjectionBatch:
         events: list[StoredEvent] = []
         try:
             async for stored in log.iter_events(session_id, after_seq=base, upto_seq=top):
+                if base == 0 and not events:
+                    base = stored.event.seq - 1  # older events expired and were deleted
                 if stored.event.seq != base + len(events) + 1:
                     break
                 events.append(stored)

@@ -54,3 +54,51 @@ async def test_session_restarting_after_every_event_expired(boto3_client: Any, t
     assert await fresh.get_items() == [{"role": "user", "content": "new start"}]
     assert await DynamoDBSession("expiring", boto3_client, table).get_items(limit=5) == [
         {"role": "user", "content": "new start"}]
+
+    # The projector replaces the expired views although their seq (2) is ahead of the new 1.
+    assert handler({"Records": _records(boto3_client, table, "expiring")}, None) == {
+        "batchItemFailures": []}
+    snapshot = boto3_client.get_item(TableName=table, Key={"pk": pk, "sk": {"S": "SNAPSHOT"}})
+    assert snapshot["Item"]["seq"] == {"N": "1"}
+    assert int(snapshot["Item"]["ttl"]["N"]) > time.time()
+
+
+async def test_projector_replaces_views_whose_events_all_expired(
+    boto3_client: Any, table: str
+) -> None:
+    """Lag past the TTL: the events between the stale views and the new ones are gone."""
+    session = DynamoDBSession("lagging", boto3_client, table, ttl_seconds=3600)
+    for turn in range(3):
+        await session.add_items([{"role": "user", "content": f"old {turn}"}])
+    handler = build_handler(boto3_client, table)
+    first = [r for r in _records(boto3_client, table, "lagging")
+             if r["dynamodb"]["Keys"]["sk"]["S"] == "EVENT#000000000001"]
+    assert handler({"Records": first}, None) == {"batchItemFailures": []}
+
+    # The projector stops; the views and events 1..3 expire; DynamoDB has deleted events
+    # 1 and 2 so far, event 3 is still stored.
+    pk = {"S": session_pk("lagging")}
+    past = {":t": {"N": str(int(time.time()) - 10)}}
+    for sk in ("SNAPSHOT", "META", "EVENT#000000000003"):
+        boto3_client.update_item(TableName=table, Key={"pk": pk, "sk": {"S": sk}},
+                                 UpdateExpression="SET #t = :t",
+                                 ExpressionAttributeNames={"#t": "ttl"},
+                                 ExpressionAttributeValues=past)
+    for seq in (1, 2):
+        boto3_client.delete_item(TableName=table,
+                                 Key={"pk": pk, "sk": {"S": f"EVENT#{seq:012d}"}})
+    await DynamoDBSession("lagging", boto3_client, table, ttl_seconds=3600).add_items(
+        [{"role": "user", "content": "after the gap"}])
+    newest = await DynamoDBSession("lagging", boto3_client, table).get_items()
+    assert newest == [{"role": "user", "content": "after the gap"}]
+
+    new_record = [r for r in _records(boto3_client, table, "lagging")
+                  if r["dynamodb"]["Keys"]["sk"]["S"] == "EVENT#000000000004"]
+    assert handler({"Records": new_record}, None) == {"batchItemFailures": []}
+    views = {i["sk"]["S"]: i for i in boto3_client.query(
+        TableName=table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": pk})["Items"] if not i["sk"]["S"].startswith("EVENT#")}
+    assert views["SNAPSHOT"]["seq"] == {"N": "4"}  # not blocked by the deleted 1..2
+    assert views["META"]["item_count"] == {"N": "1"}
+    assert int(views["SNAPSHOT"]["ttl"]["N"]) > time.time()
+    assert await DynamoDBSession("lagging", boto3_client, table).get_items() == newest
