@@ -49,6 +49,11 @@ class Head:
     seq: int = 0
     hash: str = GENESIS_HASH
 
+    @classmethod
+    def of_item(cls, item: AttrMap) -> Head:
+        """The head an event item (or one of its parts) reveals: its ``seq`` and ``hash``."""
+        return cls(int(item["seq"]["N"]), str(item["hash"]["S"]))
+
 
 @dataclass
 class ReadResult:
@@ -97,7 +102,7 @@ class EventLog:
         items = response.get("Items", [])
         if not items:
             return Head()
-        return Head(int(items[0]["seq"]["N"]), items[0]["hash"]["S"])
+        return Head.of_item(items[0])
 
     async def put(
         self, event: Event, prev_hash: str, *, ttl: int | None, payload: Payload | None = None
@@ -204,7 +209,7 @@ class EventLog:
                 sk = item["sk"]["S"]
                 if sk.startswith(EVENT_PREFIX):
                     if head is None:
-                        head = Head(int(item["seq"]["N"]), item["hash"]["S"])
+                        head = Head.of_item(item)
                     if is_part_sk(sk):
                         event_parts.append(item)
                         continue

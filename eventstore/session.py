@@ -289,7 +289,7 @@ def _event_of(item: dict[str, Any] | None) -> StoredEvent | None:
 def _head_of(item: dict[str, Any] | None) -> Head | None:
     """The head an ``ALL_OLD`` conflict item reveals (an event or one of its parts)."""
     try:
-        return Head(int(item["seq"]["N"]), str(item["hash"]["S"])) if item else None
+        return Head.of_item(item) if item else None
     except (KeyError, TypeError, ValueError):
         return None
 

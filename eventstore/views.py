@@ -316,23 +316,24 @@ async def write_session_views(
                 await db.call(
                     "delete_item", TableName=table_name,
                     Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},
-                    ConditionExpression="seq < :seq OR #ttl < :now",
-                    ExpressionAttributeNames={"#ttl": "ttl"},
-                    ExpressionAttributeValues={
-                        ":seq": {"N": str(snapshot.seq)}, ":now": {"N": str(int(time.time()))},
-                    },
+                    **_replace_condition(snapshot.seq),
                 )
     return written
 
 
-async def _put_newer(db: DynamoClient, table_name: str, items: list[AttrMap], seq: int) -> bool:
-    condition: dict[str, Any] = {
+def _replace_condition(seq: int) -> dict[str, Any]:
+    """Request parameters that let a view at ``seq`` replace (or delete) an older one."""
+    return {
         "ConditionExpression": VIEW_CONDITION,
         "ExpressionAttributeNames": {"#ttl": "ttl"},
         "ExpressionAttributeValues": {
             ":seq": {"N": str(seq)}, ":now": {"N": str(int(time.time()))},
         },
     }
+
+
+async def _put_newer(db: DynamoClient, table_name: str, items: list[AttrMap], seq: int) -> bool:
+    condition = _replace_condition(seq)
     try:
         if len(items) == 1:
             await db.call("put_item", TableName=table_name, Item=items[0], **condition)
