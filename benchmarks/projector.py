@@ -13,12 +13,12 @@ import time
 import uuid
 from typing import Any
 
+from convlog.local import EmbeddedEndpoint
 from eventstore import create_table_if_not_exists
-from eventstore.capacity import CapacityMeter
 from eventstore.events import GENESIS_HASH, ItemsAdded, chain_hash, now_iso
-from eventstore.local import EmbeddedEndpoint
 from eventstore.records import encode_event
 
+from .meter import CapacityMeter
 from .workload import turn
 
 WRITE_OPS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
@@ -60,7 +60,7 @@ def _flush(client: Any, table: str, items: list[dict[str, Any]]) -> None:
 async def run_projector(endpoint: EmbeddedEndpoint, events: int, sessions: int) -> dict[str, Any]:
     """Project ``events`` events and report throughput and the handler's requests."""
     try:
-        from eventstore.pump import StreamPump
+        from convlog.pump import StreamPump
         from stream_handlers.projector import build_handler
     except ImportError as exc:
         return {"error": f"projector not available: {exc}"}

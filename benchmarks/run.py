@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eventstore.local import EmbeddedEndpoint
+from convlog.local import EmbeddedEndpoint
 from eventstore.log import FIRST_PAGE
 
 from . import report, scenarios

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore.capacity import ITEM_LIMIT_BYTES, CapacityMeter, item_size
+from eventstore.capacity import ITEM_LIMIT_BYTES, item_size
 
+from .meter import CapacityMeter
 from .subjects import ConvlogSubject, PeerSubject, Subject
 from .workload import history, message, turn
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession, create_table_if_not_exists
-from eventstore.capacity import CapacityMeter
 from eventstore.keys import session_pk
-from eventstore.local import EmbeddedEndpoint
 
+from .meter import CapacityMeter
 from .workload import history
 
 PEER_PACKAGE = "openai-agents-session"
@@ -82,7 +82,7 @@ class ConvlogSubject(Subject):
         await create_table_if_not_exists(self.client, self.table)
         await create_table_if_not_exists(self.client, self.twin)
         try:
-            from eventstore.pump import StreamPump
+            from convlog.pump import StreamPump
             from stream_handlers.projector import build_handler
         except ImportError as exc:  # the projector has not landed
             self.projector_error = f"projector not importable: {exc}"

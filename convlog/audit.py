@@ -8,7 +8,7 @@ tampering.
 
 Example:
     ```python
-    from eventstore.audit import replay, verify_session
+    from convlog.audit import replay, verify_session
     from eventstore.log import EventLog
 
     log = EventLog(boto3.client("dynamodb"), "agent_sessions")
@@ -26,12 +26,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .errors import CorruptEventError, InvalidInputError
-from .events import GENESIS_HASH, JsonItem, chain_hash, event_body, parse_event
-from .fold import fold_forward
-from .keys import EVENT_PREFIX, SESSION_PREFIX, SNAPSHOT_SK, is_part_sk, seq_of, session_pk
-from .log import EventLog
-from .records import AttrMap, StoredEvent, decode_event
+from eventstore.errors import CorruptEventError, InvalidInputError
+from eventstore.events import GENESIS_HASH, JsonItem, chain_hash, event_body, parse_event
+from eventstore.fold import fold_forward
+from eventstore.keys import (
+    EVENT_PREFIX,
+    SESSION_PREFIX,
+    SNAPSHOT_SK,
+    is_part_sk,
+    seq_of,
+    session_pk,
+)
+from eventstore.log import EventLog
+from eventstore.records import AttrMap, StoredEvent, decode_event
 
 ProblemKind = Literal["changed", "missing", "reordered", "corrupt"]
 

@@ -11,7 +11,7 @@ refused); 130 interrupted.
 
 Example:
     ```python
-    from eventstore.cli import main
+    from convlog.cli import main
 
     exit_code = main(["verify", "user-123", "--endpoint-url", "http://127.0.0.1:4566"])
     ```
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 from urllib.parse import urlparse
 
-from .errors import ConvlogError, InvalidInputError, StorageError
+from eventstore.errors import ConvlogError, InvalidInputError, StorageError
 
 T = TypeVar("T")
 DEFAULT_TABLE = "agent_sessions"
@@ -161,29 +161,29 @@ def _common() -> argparse.ArgumentParser:
 
 
 _VERBS: list[tuple[str, str, str, str]] = [
-    ("demo", "eventstore.cli_local:run_demo",
+    ("demo", "convlog.cli_local:run_demo",
      "run a scripted agent conversation and show what convlog stored",
      "convlog demo\n  convlog demo --model gpt-4.1-mini      (needs OPENAI_API_KEY)"),
-    ("serve", "eventstore.cli_local:run_serve",
+    ("serve", "convlog.cli_local:run_serve",
      "embedded DynamoDB endpoint + table + stream pump for local development",
      "convlog serve --port 4566\n  export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4566"),
-    ("replay", "eventstore.cli_log:run_replay",
+    ("replay", "convlog.cli_log:run_replay",
      "every event of a session and the items at a point in its history",
      "convlog replay user-123 --at-seq 4\n  convlog replay user-123 --as-of 2026-01-31T12:00:00Z"
      "\n  convlog replay user-123 --format jsonl > user-123.jsonl"),
-    ("verify", "eventstore.cli_log:run_verify",
+    ("verify", "convlog.cli_log:run_verify",
      "check the hash chain and seq sequence of sessions (exit 1 if broken)",
      "convlog verify user-123\n  convlog verify --all"),
-    ("import", "eventstore.cli_log:run_import",
+    ("import", "convlog.cli_log:run_import",
      "write the events of a 'replay --format jsonl' export back into a table",
      "convlog import user-123.jsonl --table agent_sessions_restored"),
-    ("sessions", "eventstore.cli_log:run_sessions",
+    ("sessions", "convlog.cli_log:run_sessions",
      "a user's sessions, newest first, paged",
      "convlog sessions --user alice --limit 20\n  convlog sessions --user alice --cursor <next>"),
-    ("rebuild", "eventstore.cli_log:run_rebuild",
+    ("rebuild", "convlog.cli_log:run_rebuild",
      "recompute snapshot, meta and tool-cache views from the log",
      "convlog rebuild user-123\n  convlog rebuild --all"),
-    ("purge", "eventstore.cli_log:run_purge",
+    ("purge", "convlog.cli_log:run_purge",
      "erase every item of a session or of all sessions of a user",
      "convlog purge --session user-123\n  convlog purge --user alice --yes"),
 ]
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, BotoCoreError | ClientError):
             raise
-        from .client import translate_error
+        from eventstore.client import translate_error
 
         error = translate_error(exc, args.verb, ctx.endpoint_url or "AWS")
         ctx.warn(f"convlog {args.verb}: error: {_one_line(error)}")

@@ -5,7 +5,7 @@ log and in a README.
 
 Example:
     ```python
-    from eventstore.cli_format import render_table, summarize_item
+    from convlog.cli_format import render_table, summarize_item
 
     print(render_table(["SEQ", "TYPE"], [["1", "items_added"]]))
     print(summarize_item({"role": "user", "content": "Hello"}))  # user: "Hello"
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from .events import Event, JsonItem
+from eventstore.events import Event, JsonItem
 
 SUMMARY_WIDTH = 90
 

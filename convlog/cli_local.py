@@ -7,7 +7,7 @@ the stream pump running for an agent app under development.
 
 Example:
     ```python
-    from eventstore.cli import main
+    from convlog.cli import main
 
     main(["demo"])
     ```
@@ -29,26 +29,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from eventstore.client import wrap_client
+from eventstore.errors import InvalidInputError
+from eventstore.fold import Snapshot
+from eventstore.keys import tool_pk
+from eventstore.log import EventLog
+from eventstore.table import create_table_if_not_exists
+from eventstore.views import ToolCacheEntry, decode_tool_entry, read_views
+
 from .audit import replay, verify_session
 from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
 from .cli_format import render_items, shorten
 from .cli_log import describe_report, render_replay, render_sessions
-from .client import wrap_client
 from .demo import TOOL_NAME, DemoResult, run_conversation
-from .errors import InvalidInputError
-from .fold import Snapshot
-from .keys import tool_pk
 from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint
-from .log import EventLog
 from .pump import StreamPump
-from .table import create_table_if_not_exists
-from .views import ToolCacheEntry, decode_tool_entry, read_views
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class _Pump:
-    """The stream pump (``eventstore.pump``) feeding the projector, or nothing."""
+    """The stream pump (``convlog.pump``) feeding the projector, or nothing."""
 
     def __init__(self, client: Any, table: str, handler: Handler | None, streams: Any) -> None:
         self.pump: StreamPump | None = None
@@ -153,7 +154,7 @@ def _converse(
 
 
 def _tool_cache_wrapper(client: Any, table: str) -> Any:
-    from .toolcache import ToolCache, cached_tool
+    from eventstore.toolcache import ToolCache, cached_tool
 
     return cached_tool(ToolCache(client, table))
 

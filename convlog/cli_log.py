@@ -1,12 +1,12 @@
 """The verbs that read and change the stored log.
 
 ``replay``, ``verify``, ``import`` and ``sessions`` for the auditor; ``rebuild`` and
-``purge`` for the operator. The logic lives in ``eventstore.audit``,
-``eventstore.rebuild`` and ``eventstore.purge``; this module parses, prints and exits.
+``purge`` for the operator. The logic lives in ``convlog.audit``,
+``convlog.rebuild`` and ``convlog.purge``; this module parses, prints and exits.
 
 Example:
     ```python
-    from eventstore.cli import main
+    from convlog.cli import main
 
     main(["replay", "user-123", "--at-seq", "4"])
     main(["verify", "--all"])
@@ -21,6 +21,13 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from eventstore.client import wrap_client
+from eventstore.errors import ConditionFailedError, CorruptEventError, InvalidInputError
+from eventstore.events import event_body
+from eventstore.keys import validate_session_id
+from eventstore.log import EventLog
+from eventstore.sessions_index import SessionPage, list_sessions
+
 from .audit import (
     ReplayResult,
     VerifyReport,
@@ -32,14 +39,8 @@ from .audit import (
 )
 from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
 from .cli_format import Progress, render_items, render_table, shorten, summarize_event
-from .client import wrap_client
-from .errors import ConditionFailedError, CorruptEventError, InvalidInputError
-from .events import event_body
-from .keys import validate_session_id
-from .log import EventLog
 from .purge import execute_purge, plan_purge
 from .rebuild import rebuild_session
-from .sessions_index import SessionPage, list_sessions
 
 
 def run_replay(ctx: CliContext) -> int:

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .log import EventLog
-from .session import DynamoDBSession
+from eventstore.log import EventLog
+from eventstore.session import DynamoDBSession
 
 ToolWrapper = Callable[[Any], Any]
 TurnCallback = Callable[[str, str, str], None]

@@ -23,6 +23,11 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from eventstore.errors import OptionalDependencyError
+
+LOCAL_EXTRA_HINT = (
+    "the embedded endpoint needs moto: pip install -c constraints.txt -e '.[local]'"
+)
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -78,14 +83,17 @@ class EmbeddedEndpoint:
     def start(self) -> EmbeddedEndpoint:
         """Start serving; returns ``self``."""
         os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-        from moto.moto_server.threaded_moto_server import (  # type: ignore[attr-defined]
-            MotoRequestHandler,
-        )
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
+        try:
+            from moto.moto_server.threaded_moto_server import (  # type: ignore[attr-defined]
+                MotoRequestHandler,
+            )
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
+        except ImportError as exc:
+            raise OptionalDependencyError(LOCAL_EXTRA_HINT) from exc
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         app = _Serialized(DomainDispatcherApplication(create_backend_app))

@@ -21,8 +21,8 @@ eventstore never imports ``stream_handlers``: the handler is passed in.
 
 Example:
     ```python
-    from eventstore.local import EmbeddedEndpoint
-    from eventstore.pump import StreamPump
+    from convlog.local import EmbeddedEndpoint
+    from convlog.pump import StreamPump
     from stream_handlers.projector import build_handler
 
     with EmbeddedEndpoint() as endpoint:
@@ -47,9 +47,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from .client import DynamoClient, wrap_client
-from .errors import StorageError, StreamPumpError
-from .table import STREAM_BATCH_SIZE, STREAM_BATCHING_WINDOW_SECONDS, STREAM_FILTER_PATTERN
+from eventstore.client import DynamoClient, wrap_client
+from eventstore.errors import StorageError, StreamPumpError
+from eventstore.table import (
+    STREAM_BATCH_SIZE,
+    STREAM_BATCHING_WINDOW_SECONDS,
+    STREAM_FILTER_PATTERN,
+)
 
 LOG = logging.getLogger("convlog.pump")
 StreamHandler = Callable[[dict[str, Any], Any], Any]

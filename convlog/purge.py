@@ -25,9 +25,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import DynamoClient
-from .errors import InvalidInputError, StorageError
-from .keys import (
+from eventstore.client import DynamoClient
+from eventstore.errors import InvalidInputError, StorageError
+from eventstore.keys import (
     EVENT_PREFIX,
     META_SK,
     SESSION_PREFIX,
@@ -38,7 +38,7 @@ from .keys import (
     session_pk,
     validate_session_id,
 )
-from .records import AttrMap
+from eventstore.records import AttrMap
 
 BATCH_SIZE = 25
 MAX_BATCH_ATTEMPTS = 10

@@ -25,12 +25,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .errors import StorageError
-from .keys import EVENT_PREFIX, META_SK, SNAPSHOT_SK, is_part_sk, session_pk
-from .log import EventLog
+from eventstore.errors import StorageError
+from eventstore.keys import EVENT_PREFIX, META_SK, SNAPSHOT_SK, is_part_sk, session_pk
+from eventstore.log import EventLog
+from eventstore.records import AttrMap
+from eventstore.table import STREAM_BATCH_SIZE, STREAM_VIEW_TYPE
+
 from .pump import lambda_image
-from .records import AttrMap
-from .table import STREAM_BATCH_SIZE, STREAM_VIEW_TYPE
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _REBUILD_ARN = "arn:aws:dynamodb:local:000000000000:table/{table}/stream/rebuild"

@@ -16,11 +16,11 @@ extra and imported only when needed.
 
 Example:
     ```bash
-    python -m eventstore.templatecheck template.yaml   # exit 1 and a list on drift
+    python -m convlog.templatecheck template.yaml   # exit 1 and a list on drift
     ```
 
     ```python
-    from eventstore.templatecheck import check
+    from convlog.templatecheck import check
 
     assert check("template.yaml") == []
     ```
@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import table as tabledef
-from .errors import InvalidInputError, OptionalDependencyError
+from eventstore import table as tabledef
+from eventstore.errors import InvalidInputError, OptionalDependencyError
 
 TABLE_TYPE = "AWS::DynamoDB::Table"
 SAM_FUNCTION = "AWS::Serverless::Function"
@@ -345,7 +345,7 @@ def check(path: str | Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m eventstore.templatecheck [template.yaml]``; 1 on drift."""
+    """Command line: ``python -m convlog.templatecheck [template.yaml]``; 1 on drift."""
     args = list(sys.argv[1:] if argv is None else argv)
     path = args[0] if args else "template.yaml"
     problems = check(path)

@@ -2,7 +2,7 @@
 
 Deployed as ``stream_handlers.projector.handler`` behind the event source mapping whose
 settings live in ``eventstore.table`` (``STREAM_BATCH_SIZE``, ``STREAM_FILTER_PATTERN``,
-...); the local ``eventstore.pump.StreamPump`` calls the same handler. Environment:
+...); the local ``convlog.pump.StreamPump`` calls the same handler. Environment:
 ``TABLE_NAME`` (required), ``TOOL_CACHE_TTL_SECONDS`` (default 3600, ``0`` = off), and
 the standard AWS variables (``AWS_ENDPOINT_URL``...) for the client.
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from convlog.local import EmbeddedEndpoint
 from eventstore import create_table_if_not_exists
-from eventstore.local import EmbeddedEndpoint
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

@@ -177,7 +177,7 @@ def boto3_client_for(url: str, **config: Any) -> Any:
     import boto3
     from botocore.config import Config
 
-    from eventstore.local import LOCAL_CREDENTIALS, LOCAL_REGION
+    from convlog.local import LOCAL_CREDENTIALS, LOCAL_REGION
 
     return boto3.client(
         "dynamodb", endpoint_url=url, region_name=LOCAL_REGION,
@@ -190,7 +190,7 @@ def aio_client_for(url: str, **config: Any) -> Any:
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
-    from eventstore.local import LOCAL_CREDENTIALS, LOCAL_REGION
+    from convlog.local import LOCAL_CREDENTIALS, LOCAL_REGION
 
     return get_session().create_client(
         "dynamodb", endpoint_url=url, region_name=LOCAL_REGION,

@@ -66,8 +66,8 @@ def e2e() -> Iterator[E2EStack]:
         yield stack
         return
 
-    from eventstore.local import EmbeddedEndpoint, free_port
-    from eventstore.pump import StreamPump
+    from convlog.local import EmbeddedEndpoint, free_port
+    from convlog.pump import StreamPump
     from eventstore.table import create_table_if_not_exists
     from stream_handlers.projector import build_handler
 

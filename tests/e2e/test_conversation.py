@@ -15,8 +15,8 @@ import agents
 import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
 
+from convlog.cli import main as convlog
 from eventstore import DynamoDBSession, EventLog, ToolCache, cached_tool, list_sessions
-from eventstore.cli import main as convlog
 from eventstore.keys import META_SK, SNAPSHOT_SK, session_pk
 
 from .e2e_support import E2EStack, RequestCounter
@@ -205,7 +205,7 @@ async def test_replay_and_verify_through_the_cli(
 def test_probe_tells_free_busy_and_other_servers_apart(e2e: E2EStack) -> None:
     import socket
 
-    from eventstore.local import free_port
+    from convlog.local import free_port
 
     from .e2e_support import probe
 

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from eventstore.cli import main
-from eventstore.local import EmbeddedEndpoint
+from convlog.cli import main
+from convlog.local import EmbeddedEndpoint
 
 T = TypeVar("T")
 

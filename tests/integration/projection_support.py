@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from convlog.local import EmbeddedEndpoint
+from convlog.pump import StreamPump
 from eventstore.events import (
     GENESIS_HASH,
     Event,
@@ -19,8 +21,6 @@ from eventstore.events import (
     chain_hash,
 )
 from eventstore.fold import fold_forward
-from eventstore.local import EmbeddedEndpoint
-from eventstore.pump import StreamPump
 from eventstore.records import StoredEvent, encode_event
 from stream_handlers.projector import build_handler
 
@@ -155,7 +155,7 @@ def stream_records(endpoint: EmbeddedEndpoint, table: str) -> list[dict[str, Any
 
 def insert_records(events: Sequence[StoredEvent], first_id: int = 1) -> list[dict[str, Any]]:
     """Lambda-shaped INSERT records of events (as the stream would carry their heads)."""
-    from eventstore.pump import lambda_record
+    from convlog.pump import lambda_record
 
     arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
     records = []

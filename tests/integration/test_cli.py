@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from cli_helpers import Result, cli, run, scan
 
+from convlog.cli import main
+from convlog.local import EmbeddedEndpoint, free_port
 from eventstore import DynamoDBSession
-from eventstore.cli import main
 from eventstore.events import parse_event
-from eventstore.local import EmbeddedEndpoint, free_port
 
 VERBS = ["demo", "serve", "replay", "verify", "import", "sessions", "rebuild", "purge"]
 
@@ -67,7 +67,7 @@ def test_refused_credentials_is_one_line(
     """Fault injection: the endpoint answers 400 UnrecognizedClientException."""
     from botocore.awsrequest import AWSResponse
 
-    import eventstore.cli as cli_module
+    import convlog.cli as cli_module
 
     real = cli_module.make_client
 

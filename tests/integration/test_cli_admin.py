@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from cli_helpers import cli, key_of, run, scan, tool_turn
 
+from convlog.local import EmbeddedEndpoint
+from convlog.pump import StreamPump
 from eventstore import DynamoDBSession
-from eventstore.local import EmbeddedEndpoint
-from eventstore.pump import StreamPump
 
 
 def _project(endpoint: EmbeddedEndpoint, client: Any, table: str) -> int:
@@ -125,7 +125,7 @@ def test_purge_deletes_in_batches_of_25(
 ) -> None:
     from conftest import RequestCounter
 
-    import eventstore.cli as cli_module
+    import convlog.cli as cli_module
 
     sid = f"big-{uuid.uuid4().hex[:6]}"
     session = DynamoDBSession(sid, boto3_client, table, user_id="dave")
@@ -224,7 +224,7 @@ def test_purge_retries_unprocessed_items(
     from botocore.awsrequest import AWSResponse
     from conftest import RequestCounter
 
-    import eventstore.cli as cli_module
+    import convlog.cli as cli_module
 
     sid = f"retry-{uuid.uuid4().hex[:6]}"
     session = DynamoDBSession(sid, boto3_client, table)

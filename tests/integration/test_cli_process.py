@@ -16,8 +16,8 @@ from typing import Any
 
 import boto3
 
+from convlog.local import free_port
 from eventstore import DynamoDBSession
-from eventstore.local import free_port
 
 CONVLOG = str(Path(sys.executable).with_name("convlog"))
 DEMO_SECTIONS = [

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from cli_helpers import cli, event_key, run
 
+from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession
-from eventstore.local import EmbeddedEndpoint
 
 
 def _session(client: Any, table: str, events: int = 5, **kwargs: Any) -> str:

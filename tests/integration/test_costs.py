@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.meter import CapacityMeter
+from convlog.local import EmbeddedEndpoint
+from convlog.pump import StreamPump
 from eventstore import DynamoDBSession
 from eventstore.capacity import (
-    CapacityMeter,
     item_size,
     number_size,
     put_write_units,
@@ -31,8 +33,6 @@ from eventstore.capacity import (
     write_units,
 )
 from eventstore.events import GENESIS_HASH, ItemsAdded, chain_hash, now_iso
-from eventstore.local import EmbeddedEndpoint
-from eventstore.pump import StreamPump
 from eventstore.records import encode_event
 from stream_handlers.projector import build_handler
 

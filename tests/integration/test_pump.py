@@ -11,9 +11,9 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
 from projection_support import History, make_pump, put_events, ts_of
 
+from convlog.pump import StreamPump
 from eventstore import DynamoDBSession
 from eventstore.errors import StreamPumpError
-from eventstore.pump import StreamPump
 from eventstore.table import STREAM_BATCH_SIZE, STREAM_FILTER_PATTERN
 from stream_handlers.projector import build_handler
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from faults import aio_client_for, boto3_client_for
 
+from convlog.local import free_port
 from eventstore import DynamoDBSession, create_table_if_not_exists
 from eventstore.errors import (
     ConvlogError,
@@ -19,7 +20,6 @@ from eventstore.errors import (
     TableNotFoundError,
     TableSchemaError,
 )
-from eventstore.local import free_port
 
 
 def scan_all(client: Any, table: str) -> list[Any]:

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
+from convlog import templatecheck as tc
+from convlog.local import EmbeddedEndpoint
 from eventstore import table as tabledef
-from eventstore import templatecheck as tc
-from eventstore.local import EmbeddedEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -132,7 +132,7 @@ def test_every_handler_resolves_to_the_real_callable(template: dict[str, Any]) -
 
 def test_command_line_passes_on_the_real_template() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "eventstore.templatecheck", str(TEMPLATE)],
+        [sys.executable, "-m", "convlog.templatecheck", str(TEMPLATE)],
         capture_output=True, text=True, cwd=ROOT, check=False,
     )
     assert done.returncode == 0, done.stderr

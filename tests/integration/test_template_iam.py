@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 
+from convlog.cli import main as convlog
+from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession, ToolCache, list_sessions
-from eventstore.cli import main as convlog
-from eventstore.local import EmbeddedEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 IAM = ROOT / "docs" / "iam"
@@ -275,7 +275,7 @@ async def test_key_layout_makes_tenant_isolation_by_leading_keys_possible(
 
 def _role_policy() -> dict[str, Any]:
     """The projector role's inline policy from template.yaml, with ARNs for the docs' table."""
-    from eventstore.templatecheck import load_template
+    from convlog.templatecheck import load_template
 
     template = load_template(ROOT / "template.yaml")
     policies = template["Resources"]["ProjectorRole"]["Properties"]["Policies"]
@@ -298,7 +298,7 @@ def _role_policy() -> dict[str, Any]:
 async def test_projector_role_allows_exactly_what_the_projector_and_its_mapping_send(
     endpoint: EmbeddedEndpoint, table: str
 ) -> None:
-    from eventstore.pump import StreamPump
+    from convlog.pump import StreamPump
     from stream_handlers.projector import build_handler
 
     writer = endpoint.client("dynamodb")

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import yaml
 
-from eventstore import templatecheck as tc
+from convlog import templatecheck as tc
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALSTACK = ROOT / "localstack"

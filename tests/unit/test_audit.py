@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from eventstore.audit import export_line, import_line, parse_time, verify_items
-from eventstore.cli_format import Progress, render_table, summarize_event, summarize_item
+from convlog.audit import export_line, import_line, parse_time, verify_items
+from convlog.cli_format import Progress, render_table, summarize_event, summarize_item
 from eventstore.errors import CorruptEventError, InvalidInputError
 from eventstore.events import (
     GENESIS_HASH,

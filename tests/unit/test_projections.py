@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from convlog.pump import lambda_record, matches_filter
 from eventstore.errors import CorruptEventError, InvalidInputError
 from eventstore.events import GENESIS_HASH, ItemPopped, ItemsAdded, SessionCleared, chain_hash
 from eventstore.fold import Entry, Snapshot, fold_forward
-from eventstore.pump import lambda_record, matches_filter
 from eventstore.records import StoredEvent, encode_event
 from eventstore.table import STREAM_FILTER_PATTERN
 from eventstore.views import (

@@ -1,0 +1,5 @@
+"""``python -m convlog`` runs the command line."""
+
+from convlog.cli import main
+
+raise SystemExit(main())
