@@ -27,7 +27,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from eventstore.errors import CorruptEventError, InvalidInputError
-from eventstore.events import GENESIS_HASH, JsonItem, chain_hash, event_body, parse_event
+from eventstore.events import (
+    GENESIS_HASH,
+    JsonItem,
+    chain_hash,
+    event_body,
+    parse_event,
+    payload_data,
+    payload_digest,
+)
 from eventstore.fold import fold_forward
 from eventstore.keys import (
     EVENT_PREFIX,
@@ -150,9 +158,11 @@ def import_line(line: dict[str, Any]) -> StoredEvent:
         raise CorruptEventError(f"export line lacks {exc.args[0]!r}") from exc
     ttl = data.pop("ttl", None)
     event = parse_event(data)
-    if chain_hash(prev_hash, event) != digest:
+    ttl_value = int(ttl) if ttl is not None else None
+    if chain_hash(prev_hash, event, ttl_value) != digest:
         raise CorruptEventError(f"seq {event.seq}: the event does not match its hash")
-    return StoredEvent(event, prev_hash, digest, int(ttl) if ttl is not None else None)
+    psha = payload_digest(payload_data(event)) if event.v >= 2 else None
+    return StoredEvent(event, prev_hash, digest, ttl_value, psha)
 
 
 def _raw_items(log: EventLog, session_id: str) -> AsyncIterator[AttrMap]:
@@ -273,10 +283,26 @@ class _ChainWalk:
             )
         elif self.prev is None and stored.prev_hash != GENESIS_HASH:
             return self.fail(1, "reordered", "seq 1 does not start from the genesis hash")
-        if chain_hash(stored.prev_hash, event) != stored.hash:
+        if self.prev is not None and event.v < self.prev.event.v:
+            return self.fail(
+                event.seq, "changed",
+                f"seq {event.seq} was rewritten: hash schema {event.v} after schema "
+                f"{self.prev.event.v}",
+            )
+        if (
+            stored.payload_sha256 is not None
+            and payload_digest(payload_data(event)) != stored.payload_sha256
+        ):
             return self.fail(
                 event.seq, "changed",
                 f"seq {event.seq} was changed: its content does not match its hash",
+            )
+        if chain_hash(stored.prev_hash, event, stored.ttl,
+                      payload_sha256=stored.payload_sha256) != stored.hash:
+            return self.fail(
+                event.seq, "changed",
+                f"seq {event.seq} was changed: its content"
+                f"{', ttl' if event.v >= 2 else ''} does not match its hash",
             )
         if expired and self.in_expired_prefix:
             low = report.expired_prefix[0] if report.expired_prefix else event.seq

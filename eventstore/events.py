@@ -1,8 +1,26 @@
-"""Event models of the log, their canonical form and the hash chain.
+"""Event models of the log, their canonical form, the payload digest and the hash chain.
 
 Three events change a session: ``items_added``, ``item_popped`` (it records the item it
-removed) and ``session_cleared``. Each is immutable, carries a schema version, and is
-linked to its predecessor by ``hash = sha256(prev_hash + canonical event)``.
+removed) and ``session_cleared``. Each is immutable, carries a schema version ``v``, and
+is linked to its predecessor by ``hash = sha256(prev_hash + canonical link)``.
+
+**The payload digest** (defined here, once, for every user): an event's *payload* is
+``payload_data(event)`` -- ``{"items": [...]}``, ``{"item": {...}}`` or ``{}`` -- and its
+digest is ``payload_digest(data) = sha256(canonical_json(data).encode("utf-8"))`` as
+64 lowercase hex digits. ``canonical_json`` is sorted keys, no whitespace, UTF-8 kept
+(``ensure_ascii=False``). The digest is stored on the event item (``payload_sha256``),
+so the content can be erased (or stored elsewhere, addressed by the digest) while the
+chain still verifies.
+
+**Hash schemas.** Events already stored keep verifying under the schema they were
+written with:
+
+* ``v = 1``: ``sha256(prev_hash + canonical_json(event_body(event)))`` -- the whole event
+  body, payload inline; ``ttl`` is *not* covered.
+* ``v = 2`` (written now): ``sha256(prev_hash + canonical_json(link))`` where ``link`` is
+  ``{"v", "session_id", "seq", "ts", "user_id", "token", "type", "payload_sha256",
+  "ttl"}`` -- everything that changes the meaning of the event, the payload through its
+  digest, and the expiry (``null`` when the event never expires).
 
 Example:
     ```python
@@ -10,7 +28,7 @@ Example:
 
     event = ItemsAdded(session_id="s", seq=1, ts="2026-01-01T00:00:00.000Z", token="t",
                        items=[{"role": "user", "content": "hi"}])
-    digest = chain_hash(GENESIS_HASH, event)
+    digest = chain_hash(GENESIS_HASH, event, ttl=None)
     ```
 """
 
@@ -27,7 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import CorruptEventError, InvalidItemError
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
+SCHEMA_VERSIONS = (1, 2)
 GENESIS_HASH = "0" * 64
 
 JsonItem = dict[str, Any]
@@ -36,7 +55,7 @@ JsonItem = dict[str, Any]
 class _EventBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1, 2] = SCHEMA_VERSION
     session_id: str
     seq: int = Field(ge=1)
     ts: str
@@ -84,10 +103,56 @@ def event_body(event: Event) -> dict[str, Any]:
     return event.model_dump(mode="json")
 
 
-def chain_hash(prev_hash: str, event: Event) -> str:
-    """Return ``sha256(prev_hash + canonical event)`` as hex."""
-    data = (prev_hash + canonical_json(event_body(event))).encode("utf-8")
-    return hashlib.sha256(data).hexdigest()
+def payload_data(event: Event) -> dict[str, Any]:
+    """The payload of an event: what is not one of its header fields."""
+    if event.type == "items_added":
+        return {"items": event.items}
+    if event.type == "item_popped":
+        return {"item": event.item}
+    return {}
+
+
+def payload_digest(data: Any) -> str:
+    """Return the payload digest: sha256 (hex) of the canonical JSON of ``data``."""
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+def event_header(event: Event) -> dict[str, Any]:
+    """The header fields of an event (its body without the payload)."""
+    body = event_body(event)
+    for name in payload_data(event):
+        body.pop(name, None)
+    return body
+
+
+def link_hash(
+    prev_hash: str, header: dict[str, Any], payload_sha256: str, ttl: int | None
+) -> str:
+    """Return the schema-2 link hash from the header fields, payload digest and ``ttl``.
+
+    This is what a verifier computes when it only has the stored digest of the payload
+    (an erased or externally stored payload).
+    """
+    link = {**header, "payload_sha256": payload_sha256, "ttl": ttl}
+    return hashlib.sha256((prev_hash + canonical_json(link)).encode("utf-8")).hexdigest()
+
+
+def chain_hash(
+    prev_hash: str, event: Event, ttl: int | None = None, *, payload_sha256: str | None = None
+) -> str:
+    """Return the hash that links ``event`` (stored with ``ttl``) to ``prev_hash``.
+
+    Args:
+        prev_hash: The previous event's hash (``GENESIS_HASH`` for seq 1).
+        event: The event; its ``v`` picks the hash schema.
+        ttl: The event's stored expiry (schema 2 covers it; schema 1 ignores it).
+        payload_sha256: The payload digest if already known (else computed).
+    """
+    if event.v == 1:
+        data = (prev_hash + canonical_json(event_body(event))).encode("utf-8")
+        return hashlib.sha256(data).hexdigest()
+    digest = payload_sha256 or payload_digest(payload_data(event))
+    return link_hash(prev_hash, event_header(event), digest, ttl)
 
 
 def parse_event(data: Mapping[str, Any]) -> Event:

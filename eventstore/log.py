@@ -24,7 +24,7 @@ from typing import Any
 
 from .client import DynamoClient, wrap_client
 from .errors import AmbiguousResultError, ConditionFailedError, CorruptEventError
-from .events import GENESIS_HASH, Event, chain_hash
+from .events import GENESIS_HASH, Event, chain_hash, payload_data, payload_digest
 from .fold import NewestFirstFold, Snapshot
 from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, session_pk
 from .records import AttrMap, Payload, StoredEvent, decode_event, encode_event
@@ -118,9 +118,11 @@ class EventLog:
                 stored at most once).
             PayloadTooLargeError: The event cannot fit even in parts (nothing written).
         """
-        digest = chain_hash(prev_hash, event)
-        items = encode_event(event, prev_hash, digest, ttl=ttl, payload=payload)
-        stored = StoredEvent(event, prev_hash, digest, ttl)
+        psha = payload_digest(payload_data(event)) if event.v >= 2 else None
+        digest = chain_hash(prev_hash, event, ttl, payload_sha256=psha)
+        items = encode_event(event, prev_hash, digest, ttl=ttl, payload=payload,
+                             payload_sha256=psha)
+        stored = StoredEvent(event, prev_hash, digest, ttl, psha)
         for attempt in range(AMBIGUOUS_RETRIES + 1):
             try:
                 await self._write_new(items, event.token, event.seq)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CorruptEventError, PayloadTooLargeError
-from .events import Event, canonical_json, parse_event
+from .events import Event, canonical_json, parse_event, payload_data, payload_digest
 from .keys import event_sk, part_sk, session_pk
 
 ITEM_LIMIT_BYTES = 400 * 1024
@@ -37,12 +37,17 @@ Payload = tuple[str, list[bytes]]  # (encoding, chunks) as returned by encode_pa
 
 @dataclass(frozen=True)
 class StoredEvent:
-    """An event as read from the table, with its chain links and expiry."""
+    """An event as read from the table, with its chain links, expiry and payload digest.
+
+    ``payload_sha256`` is the digest stored on the item (schema 2); ``None`` for a
+    schema-1 event, whose hash covers the payload itself.
+    """
 
     event: Event
     prev_hash: str
     hash: str
     ttl: int | None = None
+    payload_sha256: str | None = field(default=None, compare=False)
 
 
 def encode_payload(data: Any) -> tuple[str, list[bytes]]:
@@ -107,18 +112,12 @@ def part_items(pk: str, base_sk: str, chunks: Sequence[bytes], extra: AttrMap) -
     ]
 
 
-def event_data(event: Event) -> dict[str, Any]:
-    """The payload part of an event (what is not stored as its own attribute)."""
-    if event.type == "items_added":
-        return {"items": event.items}
-    if event.type == "item_popped":
-        return {"item": event.item}
-    return {}
+event_data = payload_data  # the payload part of an event (not stored as its own attribute)
 
 
 def encode_event(
     event: Event, prev_hash: str, digest: str, *, ttl: int | None,
-    payload: Payload | None = None,
+    payload: Payload | None = None, payload_sha256: str | None = None,
 ) -> list[AttrMap]:
     """Return the head item of an event followed by its part items.
 
@@ -129,6 +128,7 @@ def encode_event(
         ttl: Expiry (epoch seconds) written on every item, or ``None``.
         payload: ``encode_payload(event_data(event))`` if already computed (an append
             retried at another seq reuses it instead of compressing again).
+        payload_sha256: The payload digest, if already computed (schema 2 stores it).
     """
     encoding, chunks = payload or encode_payload(event_data(event))
     pk, sk = session_pk(event.session_id), event_sk(event.seq)
@@ -148,6 +148,9 @@ def encode_event(
     }
     if event.user_id is not None:
         head["user_id"] = {"S": event.user_id}
+    if event.v >= 2:
+        digest_of_payload = payload_sha256 or payload_digest(payload_data(event))
+        head["payload_sha256"] = {"S": digest_of_payload}
     return [head, *part_items(pk, sk, chunks, shared)]
 
 
@@ -178,10 +181,12 @@ def decode_event(head: AttrMap, parts: Sequence[AttrMap] = ()) -> StoredEvent:
             **data,
         }
         ttl = int(head["ttl"]["N"]) if "ttl" in head else None
-        return StoredEvent(parse_event(body), head["prev_hash"]["S"], head["hash"]["S"], ttl)
+        event = parse_event(body)
+        digest = head["payload_sha256"]["S"] if event.v >= 2 else None
+        return StoredEvent(event, head["prev_hash"]["S"], head["hash"]["S"], ttl, digest)
     except CorruptEventError:
         raise
-    except (KeyError, ValueError, TypeError, zlib.error) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, zlib.error) as exc:
         raise CorruptEventError(f"event {where} is malformed: {exc!r}") from exc
 
 

@@ -60,7 +60,7 @@ class History:
             event = ItemPopped(item=value, **common)
         else:
             event = SessionCleared(**common)
-        digest = chain_hash(self.head_hash, event)
+        digest = chain_hash(self.head_hash, event, ttl)
         stored = StoredEvent(event, self.head_hash, digest, ttl)
         self.head_hash = digest
         return stored

@@ -127,18 +127,20 @@ def test_rewritten_event_with_recomputed_hash_breaks_the_next_link(
     endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A forger who recomputes the changed event's hash is caught by the next link."""
-    from eventstore.events import ItemsAdded, chain_hash
+    from eventstore.events import ItemsAdded, chain_hash, payload_data, payload_digest
 
     sid = _session(boto3_client, table)
     old = boto3_client.get_item(TableName=table, Key=event_key(sid, 3))["Item"]
     forged = ItemsAdded(session_id=sid, seq=3, ts=old["ts"]["S"], user_id="ann",
                         token=old["token"]["S"], items=[{"role": "user", "content": "forged"}])
     boto3_client.update_item(
-        TableName=table, Key=event_key(sid, 3), UpdateExpression="SET payload = :p, #h = :h",
+        TableName=table, Key=event_key(sid, 3),
+        UpdateExpression="SET payload = :p, #h = :h, payload_sha256 = :d",
         ExpressionAttributeNames={"#h": "hash"},
         ExpressionAttributeValues={
             ":p": {"S": '{"items":[{"content":"forged","role":"user"}]}'},
-            ":h": {"S": chain_hash(old["prev_hash"]["S"], forged)},
+            ":h": {"S": chain_hash(old["prev_hash"]["S"], forged, None)},
+            ":d": {"S": payload_digest(payload_data(forged))},
         },
     )
     code, out = _verify(capsys, endpoint, table, sid)
@@ -159,16 +161,23 @@ def test_deleted_newest_event_is_caught_by_the_snapshot(
 
 
 def test_expired_prefix_is_reported_not_tampering(
-    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, capsys: pytest.CaptureFixture[str]
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Seq 1-2 expired: DynamoDB already deleted seq 1, seq 2 is still there."""
-    sid = _session(boto3_client, table, ttl_seconds=3600)
-    past = str(int(time.time()) - 60)
-    for seq in (1, 2):
-        boto3_client.update_item(
-            TableName=table, Key=event_key(sid, seq), UpdateExpression="SET #t = :t",
-            ExpressionAttributeNames={"#t": "ttl"}, ExpressionAttributeValues={":t": {"N": past}},
-        )
+    """Seq 1-2 expired: DynamoDB already deleted seq 1, seq 2 is still there.
+
+    The events are written by a writer whose clock was two hours back, so their
+    (hashed) ``ttl`` is honestly in the past; nobody edits an item.
+    """
+    import eventstore.session as session_module
+
+    real = time.time
+    monkeypatch.setattr(session_module.time, "time", lambda: real() - 7200)
+    sid = _session(boto3_client, table, events=2, ttl_seconds=3600)
+    monkeypatch.setattr(session_module.time, "time", real)
+    session = DynamoDBSession(sid, boto3_client, table, user_id="ann", ttl_seconds=3600)
+    for n in range(3, 6):
+        run(session.add_items([{"role": "user", "content": f"message {n}"}]))
     boto3_client.delete_item(TableName=table, Key=event_key(sid, 1))
     code, out = _verify(capsys, endpoint, table, sid)
     assert code == 0

@@ -157,7 +157,7 @@ def poison_item(h: History, ts: str) -> dict[str, Any]:
     """An event item of a schema version this code does not know (written by a 'future' writer)."""
     stored = h.build(("add", [{"role": "user", "content": "from the future"}]), ts)
     item = encode_event(stored.event, stored.prev_hash, stored.hash, ttl=None)[0]
-    item["v"] = {"N": "2"}
+    item["v"] = {"N": "99"}
     return item
 
 

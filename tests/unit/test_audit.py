@@ -36,8 +36,9 @@ def _chain(
         event = ItemsAdded(session_id="s", seq=seq, ts=f"2026-01-01T00:00:{seq:02d}.000Z",
                            user_id="u", token=f"t{seq}",
                            items=[{"role": "user", "content": content}])
-        digest = chain_hash(prev, event)
-        items.extend(encode_event(event, prev, digest, ttl=(ttl or [None] * n)[seq - 1]))
+        expiry = (ttl or [None] * n)[seq - 1]
+        digest = chain_hash(prev, event, expiry)
+        items.extend(encode_event(event, prev, digest, ttl=expiry))
         prev = digest
     return items
 
@@ -98,12 +99,14 @@ def test_empty_partition() -> None:
 def test_export_line_round_trip_and_tamper_detection() -> None:
     event = ItemPopped(session_id="s", seq=3, ts="2026-01-01T00:00:00.000Z", token="t",
                        item={"role": "user", "content": "é"})
-    stored = StoredEvent(event, "a" * 64, chain_hash("a" * 64, event), ttl=123)
+    stored = StoredEvent(event, "a" * 64, chain_hash("a" * 64, event, 123), ttl=123)
     line = json.loads(json.dumps(export_line(stored)))
     assert line == {**event_body(event), "prev_hash": "a" * 64, "hash": stored.hash, "ttl": 123}
     assert import_line(line) == stored
     with pytest.raises(CorruptEventError, match="does not match its hash"):
         import_line({**line, "item": {"role": "user", "content": "e"}})
+    with pytest.raises(CorruptEventError, match="does not match its hash"):
+        import_line({**line, "ttl": 1})  # the expiry is hashed too (schema 2)
     with pytest.raises(CorruptEventError, match="lacks 'hash'"):
         import_line({k: v for k, v in line.items() if k != "hash"})
 

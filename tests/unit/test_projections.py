@@ -55,7 +55,7 @@ def make_events(specs: list[tuple[str, Any]], session: str = "s", user: str | No
         event = (ItemsAdded(items=value, **common) if kind == "add"
                  else ItemPopped(item=value, **common) if kind == "pop"
                  else SessionCleared(**common))
-        digest = chain_hash(prev, event)
+        digest = chain_hash(prev, event, ttl)
         out.append(StoredEvent(event, prev, digest, ttl))
         prev = digest
     return out
@@ -106,7 +106,7 @@ def test_classify_defers_events_with_parts_to_the_table() -> None:
 
 @pytest.mark.parametrize("change", [
     {"payload": {"S": "{not json"}},
-    {"v": {"N": "2"}},
+    {"v": {"N": "99"}},
     {"type": {"S": "items_renamed"}},
     {"seq": {"N": "9"}},
     {"payload": {"B": "***not base64***"}},

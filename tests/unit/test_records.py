@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
@@ -13,7 +14,12 @@ from eventstore.events import (
     ItemPopped,
     ItemsAdded,
     SessionCleared,
+    canonical_json,
     chain_hash,
+    event_body,
+    link_hash,
+    payload_data,
+    payload_digest,
     validate_items,
 )
 from eventstore.keys import event_sk, is_part_sk, part_sk, seq_of, validate_session_id
@@ -42,11 +48,13 @@ def added(items: list[Any], seq: int = 1, session_id: str = "s#1") -> ItemsAdded
     ],
 )
 def test_round_trip_keeps_the_event_and_its_hash(event: Any) -> None:
-    digest = chain_hash(GENESIS_HASH, event)
+    digest = chain_hash(GENESIS_HASH, event, 123)
     items = encode_event(event, GENESIS_HASH, digest, ttl=123)
     stored = decode_event(items[0], items[1:])
-    assert stored.event == event
-    assert chain_hash(GENESIS_HASH, stored.event) == digest == stored.hash
+    assert stored.event == event and stored.event.v == 2
+    assert chain_hash(GENESIS_HASH, stored.event, stored.ttl) == digest == stored.hash
+    assert stored.payload_sha256 == items[0]["payload_sha256"]["S"] == hashlib.sha256(
+        canonical_json(payload_data(event)).encode("utf-8")).hexdigest()
     assert stored.ttl == 123 and all(i["ttl"] == {"N": "123"} for i in items)
 
 
@@ -92,11 +100,38 @@ def test_malformed_items_are_corrupt_not_key_errors() -> None:
 
 def test_hash_depends_on_every_field_and_the_previous_hash() -> None:
     base = added([{"c": 1}])
-    digest = chain_hash(GENESIS_HASH, base)
-    assert chain_hash("1" * 64, base) != digest
+    digest = chain_hash(GENESIS_HASH, base, 500)
+    assert chain_hash("1" * 64, base, 500) != digest
     for change in ({"seq": 2}, {"ts": "x"}, {"token": "other"}, {"user_id": None},
                    {"items": [{"c": 2}]}, {"session_id": "s#2"}):
-        assert chain_hash(GENESIS_HASH, base.model_copy(update=change)) != digest
+        assert chain_hash(GENESIS_HASH, base.model_copy(update=change), 500) != digest
+    for ttl in (None, 499, 0):  # the expiry is hashed: moving it (or removing it) breaks it
+        assert chain_hash(GENESIS_HASH, base, ttl) != digest
+    popped = ItemPopped(session_id="s#1", seq=1, ts=base.ts, token="tok", user_id="u",
+                        item={"c": 1})
+    assert chain_hash(GENESIS_HASH, popped, 500) != digest  # the type is hashed
+
+
+def test_schema_2_hashes_the_payload_through_its_digest() -> None:
+    """A verifier holding only the stored digest (content erased) gets the same hash."""
+    event = added([{"c": "secret"}])
+    digest = chain_hash(GENESIS_HASH, event, 7)
+    head = encode_event(event, GENESIS_HASH, digest, ttl=7)[0]
+    header = {k: v for k, v in event_body(event).items() if k != "items"}
+    assert link_hash(GENESIS_HASH, header, head["payload_sha256"]["S"], 7) == digest
+    assert payload_digest({"items": [{"c": "secret"}]}) == head["payload_sha256"]["S"]
+
+
+def test_schema_1_events_keep_verifying_under_their_own_hash() -> None:
+    """Events written before schema 2 hash the whole body and not the ttl."""
+    old = added([{"c": 1}]).model_copy(update={"v": 1})
+    v1_digest = hashlib.sha256(
+        (GENESIS_HASH + canonical_json(event_body(old))).encode("utf-8")).hexdigest()
+    assert chain_hash(GENESIS_HASH, old, 123) == chain_hash(GENESIS_HASH, old) == v1_digest
+    head = encode_event(old, GENESIS_HASH, v1_digest, ttl=123)[0]
+    assert "payload_sha256" not in head and head["v"] == {"N": "1"}
+    stored = decode_event(head)
+    assert stored.event.v == 1 and stored.payload_sha256 is None and stored.hash == v1_digest
 
 
 def test_validate_items_copies_and_accepts_json_values() -> None:
