@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -48,6 +49,8 @@ from .errors import CorruptEventError, InvalidItemError
 SCHEMA_VERSION: Literal[2] = 2
 SCHEMA_VERSIONS = (1, 2)
 GENESIS_HASH = "0" * 64
+MAX_NESTING = 255
+"""Items may nest dicts and lists at most this deep (the item itself is level 1)."""
 
 JsonItem = dict[str, Any]
 
@@ -178,48 +181,68 @@ def validate_items(items: Sequence[Any]) -> list[JsonItem]:
         The items as plain dictionaries.
 
     Raises:
-        InvalidItemError: An item is not a mapping, or holds a value JSON cannot carry
-            (bytes, sets, objects, NaN or infinity, non-string keys).
+        InvalidItemError: An item is not a dict, or holds a value JSON cannot carry
+            (bytes, sets, objects, mappings other than dict, NaN or infinity, non-string
+            keys, lone surrogates, an int beyond Python's int/str conversion limit), or
+            nests deeper than ``MAX_NESTING``.
     """
     if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
         raise InvalidItemError(f"add_items needs a list of items, got {type(items).__name__}")
     checked: list[JsonItem] = []
     for index, item in enumerate(items):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             raise InvalidItemError(
                 f"item {index} is a {type(item).__name__}, expected a JSON object (dict)"
             )
-        problem = _json_problem(item, f"item {index}")
+        problem = _json_problem(item, f"item {index}", 1)
         if problem:
             raise InvalidItemError(problem)
         checked.append(dict(item))
     return checked
 
 
-def _json_problem(value: Any, path: str) -> str | None:
+def _json_problem(value: Any, path: str, depth: int) -> str | None:
     if isinstance(value, str):
         return _text_problem(value, path)
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return _int_problem(value, path)
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value}, which JSON cannot hold"
-    if isinstance(value, Mapping):
+    if isinstance(value, dict | list | tuple) and depth > MAX_NESTING:
+        return f"{path} nests deeper than {MAX_NESTING} levels"
+    if isinstance(value, dict):
         for key, inner in value.items():
             if not isinstance(key, str):
                 return f"{path} has a non-string key {key!r}"
             problem = _text_problem(key, f"{path} key") or _json_problem(
-                inner, f"{path}[{key!r}]"
+                inner, f"{path}[{key!r}]", depth + 1
             )
             if problem:
                 return problem
         return None
     if isinstance(value, list | tuple):
         for index, inner in enumerate(value):
-            problem = _json_problem(inner, f"{path}[{index}]")
+            problem = _json_problem(inner, f"{path}[{index}]", depth + 1)
             if problem:
                 return problem
         return None
+    if isinstance(value, Mapping):
+        return f"{path} is a {type(value).__name__}; only dict is a JSON object (use dict(...))"
     return f"{path} is a {type(value).__name__}, which is not JSON-serialisable"
+
+
+def _int_problem(value: int, path: str) -> str | None:
+    """An int JSON can write and read back: within Python's int/str conversion limit."""
+    limit = sys.get_int_max_str_digits()
+    if limit and value.bit_length() > 3 * limit:  # > ~0.9 * limit digits: check exactly
+        try:
+            str(value)
+        except ValueError:
+            return (f"{path} is an int of more than {limit} digits, beyond Python's "
+                    "int/str conversion limit (sys.set_int_max_str_digits)")
+    return None
 
 
 def _text_problem(text: str, path: str) -> str | None:

@@ -38,7 +38,8 @@ def validate_session_id(session_id: object) -> str:
     """Return ``session_id`` if it can key a partition, else raise.
 
     Raises:
-        InvalidSessionIdError: Not a string, empty, or longer than 1 KB in UTF-8.
+        InvalidSessionIdError: Not a string, empty, longer than 1 KB in UTF-8, or
+            holding a lone surrogate (which UTF-8 cannot encode).
     """
     if not isinstance(session_id, str):
         raise InvalidSessionIdError(
@@ -46,7 +47,12 @@ def validate_session_id(session_id: object) -> str:
         )
     if not session_id.strip():
         raise InvalidSessionIdError("session_id must not be empty or blank")
-    size = len(session_id.encode("utf-8"))
+    try:
+        size = len(session_id.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidSessionIdError(
+            f"session_id holds a lone surrogate at index {exc.start}, which UTF-8 cannot store"
+        ) from None
     if size > MAX_SESSION_ID_BYTES:
         raise InvalidSessionIdError(
             f"session_id is {size} bytes in UTF-8; the limit is {MAX_SESSION_ID_BYTES}"

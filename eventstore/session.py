@@ -85,6 +85,14 @@ class DynamoDBSession:
             raise InvalidInputError(f"ttl_seconds must be a positive int, got {ttl_seconds!r}")
         if user_id is not None and (not isinstance(user_id, str) or not user_id):
             raise InvalidInputError("user_id must be a non-empty string or None")
+        if user_id is not None and not user_id.isascii():
+            try:
+                user_id.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    f"user_id holds a lone surrogate at index {exc.start}, which UTF-8 "
+                    "cannot store"
+                ) from None
         self.table_name = table_name
         self.ttl_seconds = ttl_seconds
         self.user_id = user_id
@@ -104,7 +112,12 @@ class DynamoDBSession:
 
         Returns:
             The items in chronological order.
+
+        Raises:
+            InvalidInputError: ``limit`` is not an int or ``None`` (nothing is read).
         """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InvalidInputError(f"limit must be an int or None, got {limit!r}")
         effective = resolve_session_limit(limit, self.session_settings)
         if effective is not None and effective <= 0:
             return []
