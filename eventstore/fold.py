@@ -44,11 +44,24 @@ class Entry:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The state after applying every event up to and including ``seq``."""
+    """The state after applying every event up to and including ``seq``.
+
+    ``hash`` is the hash of the event at ``seq`` (the last one folded): a reader uses a
+    stored snapshot only when the event it reads at ``seq`` carries that hash.
+    """
 
     seq: int
     entries: tuple[Entry, ...] = ()
     ttl: int | None = field(default=None, compare=False)  # as stored: its newest event's
+    hash: str | None = field(default=None, compare=False)
+
+    def bound_to(self, stored: StoredEvent) -> bool:
+        """Whether ``stored`` proves this snapshot: same seq, same hash."""
+        return (
+            self.hash is not None
+            and stored.event.seq == self.seq
+            and stored.hash == self.hash
+        )
 
     def expired(self, now: float) -> bool:
         """Whether the stored snapshot's ``ttl`` is past: every event it folded expired."""
@@ -82,14 +95,15 @@ def fold_forward(
     at = time.time() if now is None else now
     entries = list(start.entries) if start else []
     seq = start.seq if start else 0
+    digest = start.hash if start else None
     for stored in events:
         if stored.event.seq <= seq:
             continue
-        seq = stored.event.seq
+        seq, digest = stored.event.seq, stored.hash
         if stored.ttl is not None and stored.ttl <= at:
             continue
         apply_event(entries, stored.event, stored.ttl)
-    return Snapshot(seq, tuple(entries))
+    return Snapshot(seq, tuple(entries), hash=digest)
 
 
 @dataclass

@@ -184,6 +184,7 @@ class EventLog:
         snapshot_parts: list[AttrMap] = []
         event_parts: list[AttrMap] = []
         head: Head | None = None
+        used: int | None = None  # the seq of the snapshot the chain proved, if any
         requests = 0
         page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
         rows = 0
@@ -218,7 +219,12 @@ class EventLog:
                     stored = decode_event(item, event_parts)
                     event_parts = []
                     if snapshot is not None and stored.event.seq <= snapshot.seq:
-                        fold.feed_snapshot(snapshot)
+                        if snapshot.bound_to(stored):
+                            fold.feed_snapshot(snapshot)
+                            used = snapshot.seq
+                        else:  # the chain does not prove it: fold the events instead
+                            snapshot = None
+                            fold.feed(stored)
                     else:
                         fold.feed(stored)
                 elif sk.startswith(SNAPSHOT_SK):
@@ -229,12 +235,11 @@ class EventLog:
                 if fold.done:
                     break
             start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                if snapshot is not None:
-                    fold.feed_snapshot(snapshot)
+            if start_key is None:  # a snapshot no stored event proves stands for nothing
+                snapshot = None
                 fold.finish()
             page = _next_page(fold, page, rows)
-        return ReadResult(fold.items(), head, snapshot.seq if snapshot else None, requests)
+        return ReadResult(fold.items(), head, used, requests)
 
     async def iter_events(
         self, session_id: str, *, after_seq: int = 0, upto_seq: int | None = None

@@ -5,7 +5,11 @@ malformed one raises, so Powertools reports it in ``batchItemFailures``) and fil
 under its session. ``ProjectionBatch.flush`` then, for each session: reads the current
 views (one ``Query``), orders the events by seq, fills a gap from the table, folds
 (``projections.project_session``) and writes the snapshot and the meta item once each,
-with a condition on the last applied seq, plus the tool-cache entries. A session blocked
+with a condition on the last applied seq, plus the tool-cache entries. The stored
+snapshot is built on only when the chain proves it (the first new event's ``prev_hash``
+is the snapshot's ``hash``); otherwise, or when it cannot be decoded, the session is
+folded from its first stored event. A failure in one session never fails the others'
+records. A session blocked
 by an event it cannot read reports that record and every later one of the session as
 failed: the views stop at the last good event, never past it.
 
@@ -31,7 +35,7 @@ from typing import Any, TypeVar
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from eventstore.client import DynamoClient
-from eventstore.errors import ConvlogError, CorruptEventError
+from eventstore.errors import CorruptEventError
 from eventstore.log import EventLog
 from eventstore.records import StoredEvent
 from eventstore.views import read_views, write_session_views, write_tool_entry
@@ -123,7 +127,7 @@ class ProjectionBatch:
             async with limit:
                 try:
                     outcome.projected += await self._project(session_id, records, outcome.failed)
-                except ConvlogError as exc:
+                except Exception as exc:  # this session only, never the whole batch
                     self.logger.error(
                         f"session {session_id}: projection failed at seq {records[0].seq}: "
                         f"{exc}",
@@ -153,6 +157,11 @@ class ProjectionBatch:
         events: list[StoredEvent] = [r.stored for r in newer if r.stored is not None]
         if [e.event.seq for e in events] != list(range(base + 1, top + 1)):
             events = await self._read_range(session_id, base, top)
+        if prior is not None and not (events and events[0].prev_hash == prior.hash):
+            # the chain does not prove the stored snapshot (forged, copied, or older
+            # than hashes): fold the session from its first stored event instead
+            prior, base = None, 0
+            events = await self._read_range(session_id, 0, top)
         result = project_session(
             session_id, prior, state.meta if prior else None, events,
             tool_ttl_seconds=self.tool_ttl_seconds,
