@@ -37,6 +37,7 @@ DEFAULT_TABLE = "agent_sessions"
 DEFAULT_PROJECTOR = "stream_handlers.projector:build_handler"
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 _PROJECTOR_HELP = "projector factory module:function, called with (client, table)"
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "localhost.localstack.cloud"}
 
 
@@ -56,13 +57,32 @@ class CliContext:
         return value
 
     @property
+    def endpoint_source(self) -> tuple[str, str] | None:
+        """Where the endpoint comes from and its value, unchecked (or ``None``: AWS)."""
+        if self.args.endpoint_url:
+            return "--endpoint-url", str(self.args.endpoint_url)
+        for name in ENDPOINT_VARIABLES:
+            if os.environ.get(name):
+                return name, os.environ[name]
+        return None
+
+    @property
     def endpoint_url(self) -> str | None:
-        """``--endpoint-url``, ``AWS_ENDPOINT_URL_DYNAMODB`` or ``AWS_ENDPOINT_URL``."""
-        value: str | None = (
-            self.args.endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
-            or os.environ.get("AWS_ENDPOINT_URL")
-        )
+        """``--endpoint-url``, ``AWS_ENDPOINT_URL_DYNAMODB`` or ``AWS_ENDPOINT_URL``.
+
+        Raises:
+            InvalidInputError: The URL has no ``http://`` or ``https://`` scheme.
+        """
+        source = self.endpoint_source
+        if source is None:
+            return None
+        name, value = source
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            rest = value.split("://", 1)[-1]
+            raise InvalidInputError(
+                f"{name} {value!r} is not an http:// or https:// URL (e.g. http://{rest})"
+            )
         return value
 
     def client(self, service: str = "dynamodb") -> Any:
@@ -237,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-sourced OpenAI Agents SDK sessions in DynamoDB.",
         epilog="Run 'convlog VERB --help' for a verb's options and an example.",
     )
+    parser.add_argument("--version", action="version", version=f"convlog {version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     common = _common()
     for name, target, summary, example in _VERBS:
@@ -249,12 +270,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed version of the ``convlog`` distribution."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("convlog")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported with the usage of its verb."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        verbs.choices[args.verb].error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``convlog`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help or a usage error
+        args = _parse(parser, argv)
+    except SystemExit as exc:  # --help, --version or a usage error
         return int(exc.code or 0)
     ctx = CliContext(args)
     module_name, _, function = str(args.target).partition(":")
@@ -278,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from eventstore.client import translate_error
 
-        error = translate_error(exc, args.verb, ctx.endpoint_url or "AWS")
+        source = ctx.endpoint_source
+        error = translate_error(exc, args.verb, source[1] if source else "AWS")
         ctx.warn(f"convlog {args.verb}: error: {_one_line(error)}")
         return EXIT_ERROR
 

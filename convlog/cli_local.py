@@ -46,6 +46,38 @@ from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint
 from .pump import StreamPump
 
 Handler = Callable[[dict[str, Any], Any], Any]
+MAX_PORT = 65535
+
+
+def _embedded_only(ctx: CliContext) -> None:
+    """Reject the connection options that the embedded endpoint cannot honour.
+
+    ``serve`` is the endpoint: it listens on 127.0.0.1 and answers in ``us-east-1``
+    (moto's region), so ``--endpoint-url`` and ``--region`` would be ignored; the demo
+    runs on its own endpoint unless ``--endpoint-url`` is given, and only then takes
+    ``--region``.
+
+    Raises:
+        InvalidInputError: ``--endpoint-url`` (serve) or ``--region`` was given.
+    """
+    if ctx.args.verb == "serve" and ctx.args.endpoint_url:
+        raise InvalidInputError(
+            "--endpoint-url does not apply: serve starts its own endpoint on 127.0.0.1 "
+            "(choose its port with --port)"
+        )
+    if ctx.args.region and not (ctx.args.verb == "demo" and ctx.args.endpoint_url):
+        raise InvalidInputError(
+            f"--region does not apply: the embedded endpoint answers in {LOCAL_REGION} only"
+        )
+
+
+def _ignored_exports(ctx: CliContext) -> None:
+    """Say that the demo does not write where the shell's exports point."""
+    source = None if ctx.args.endpoint_url else ctx.endpoint_source
+    if source is not None:
+        name, url = source
+        ctx.warn(f"convlog demo: {name}={url} is ignored; the demo runs on its own embedded "
+                 f"endpoint (pass --endpoint-url {url} to write into that one)")
 
 
 class _Pump:
@@ -84,7 +116,7 @@ def _projector(ctx: CliContext, spec: str, client: Any) -> Handler | None:
 @contextmanager
 def _endpoint(ctx: CliContext, port: int | None = None) -> Iterator[tuple[Any, Any, str, bool]]:
     """Yield (dynamodb client, streams client, url, embedded?) for the chosen endpoint."""
-    if ctx.args.verb == "demo" and ctx.endpoint_url:
+    if ctx.args.verb == "demo" and ctx.args.endpoint_url:
         yield ctx.client(), ctx.client("dynamodbstreams"), str(ctx.endpoint_url), False
         return
     if port is not None:
@@ -99,6 +131,8 @@ def _endpoint(ctx: CliContext, port: int | None = None) -> Iterator[tuple[Any, A
 
 def _check_port(port: int) -> None:
     """Fail with one line when the port cannot be bound (werkzeug would exit the process)."""
+    if not 0 <= port <= MAX_PORT:
+        raise InvalidInputError(f"--port must be between 0 and {MAX_PORT}, got {port}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
         try:
@@ -113,6 +147,8 @@ def run_demo(ctx: CliContext) -> int:
     model = ctx.args.model
     if model and not os.environ.get("OPENAI_API_KEY"):
         raise InvalidInputError("--model needs OPENAI_API_KEY in the environment")
+    _embedded_only(ctx)
+    _ignored_exports(ctx)
     started = time.monotonic()
     with _endpoint(ctx) as (client, streams, url, embedded):
         where = "embedded DynamoDB endpoint" if embedded else "endpoint"
@@ -171,6 +207,15 @@ def _tool_entries(client: Any, table: str, tool_name: str) -> list[ToolCacheEntr
     return [decode_tool_entry(item) for item in response.get("Items", [])]
 
 
+def _call_ids(replayed: Any) -> list[str]:
+    return [str(i.get("call_id")) for s in replayed.events for i in getattr(s.event, "items", [])
+            if i.get("type") == "function_call"]
+
+
+def _names(call_ids: list[str]) -> str:
+    return ", ".join(call_ids) or "no call"
+
+
 def _decoded(value: Any) -> str:
     """A stored tool output, with one level of JSON text unwrapped for reading."""
     with contextlib.suppress(ValueError):
@@ -213,15 +258,17 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     _section(ctx, "tool cache")
     calls = sum(1 for s in now.events for i in getattr(s.event, "items", [])
                 if i.get("type") == "function_call")
-    hits = calls - result.tool_executions
-    ctx.print(f"  the agent called {TOOL_NAME} {calls} times with the same arguments; the "
-              f"function ran {result.tool_executions} time(s), {hits} call(s) served from "
-              "the cache")
+    ran = result.tool_runs
+    served = [c for c in _call_ids(now) if c not in result.tool_runs]
+    ctx.print(f"  the agent called {TOOL_NAME} {calls} times with the same arguments: "
+              f"{_names(ran)} ran the function; {_names(served)} "
+              f"{'was' if len(served) == 1 else 'were'} served from the cache")
     for entry in _tool_entries(client, ctx.table, TOOL_NAME):
         ctx.print(f"  TOOL#{entry.tool_name} / ARGS#{entry.arguments_hash[:16]}…: output "
                   f"{shorten(_decoded(entry.output), 56)}")
-        ctx.print(f"    from session {entry.session_id} call {entry.call_id}, "
-                  f"created {entry.created}, hits {entry.hits}")
+        origin = "" if entry.call_id in result.tool_runs else ", a cache hit"
+        ctx.print(f"    last written from session {entry.session_id} call {entry.call_id}"
+                  f"{origin}; created {entry.created}, hits {entry.hits}")
 
     _section(ctx, f"sessions of user {result.user}")
     ctx.print(render_sessions(client, ctx.table, result.user) if projected
@@ -247,6 +294,8 @@ def run_serve(ctx: CliContext) -> int:
     """``convlog serve [--port 4566]``: run until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _embedded_only(ctx)
+    _check_port(ctx.args.port)
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     try:

@@ -47,7 +47,14 @@ def run_replay(ctx: CliContext) -> int:
     """``convlog replay SESSION_ID [--at-seq N | --as-of TIME] [--format ...]``."""
     session_id = validate_session_id(ctx.args.session_id)
     log = EventLog(ctx.client(), ctx.table)
-    result = run_async(replay(log, session_id, at_seq=ctx.args.at_seq, as_of=ctx.args.as_of))
+    at_seq = ctx.args.at_seq
+    if at_seq is not None:
+        head = run_async(log.read_head(session_id)).seq
+        if head and at_seq > head:
+            raise InvalidInputError(
+                f"--at-seq {at_seq} is beyond the newest event of {session_id!r} (seq {head})"
+            )
+    result = run_async(replay(log, session_id, at_seq=at_seq, as_of=ctx.args.as_of))
     fmt = ctx.args.format
     if not result.events and run_async(log.read_head(session_id)).seq == 0:
         ctx.warn(f"convlog replay: session {session_id!r} has no events in {ctx.table!r}")
@@ -145,9 +152,7 @@ def run_import(ctx: CliContext) -> int:
     Every line is checked (schema, hash, chain link) before anything is written; an
     event already present with the same token is skipped, another one is a conflict.
     """
-    handle = sys.stdin if ctx.args.file == "-" else open(ctx.args.file, encoding="utf-8")  # noqa: SIM115
-    with handle:
-        lines = [json.loads(line) for line in handle if line.strip()]
+    lines = read_export(ctx.args.file)
     try:
         events = [import_line(line) for line in lines]
     except (TypeError, ValueError) as exc:
@@ -177,6 +182,32 @@ def run_import(ctx: CliContext) -> int:
         return EXIT_OK
 
     return run_async(go())
+
+
+def read_export(path: str) -> list[Any]:
+    """The JSON values of a jsonl file (``-``: stdin), one per non-blank line.
+
+    Raises:
+        InvalidInputError: The file cannot be read, is not UTF-8, or a line is not JSON.
+    """
+    name = "stdin" if path == "-" else path
+    number = 0
+    values: list[Any] = []
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+        with handle:
+            for number, line in enumerate(handle, start=1):  # noqa: B007
+                if line.strip():
+                    values.append(json.loads(line))
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{name}: line {number} is not JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{name}: line {number + 1} is not UTF-8 text (byte {exc.object[exc.start]:#04x})"
+        ) from exc
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    return values
 
 
 def run_sessions(ctx: CliContext) -> int:
@@ -244,6 +275,9 @@ def run_rebuild(ctx: CliContext) -> int:
                 bar.advance()
         if bar:
             bar.close()
+        if not ctx.args.all and events == 0 and (await log.read_head(ids[0])).seq == 0:
+            ctx.warn(f"convlog rebuild: session {ids[0]!r} has no events in {ctx.table!r}")
+            return EXIT_FAILED
         ctx.print(f"rebuilt the views of {len(ids)} sessions from {events} events "
                   f"in {ctx.table}")
         return EXIT_OK if ids else EXIT_FAILED

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.tool_context import ToolContext
+
 from eventstore.log import EventLog
 from eventstore.session import DynamoDBSession
 
@@ -68,6 +70,8 @@ class DemoResult:
     """(session, user input, final output) per turn."""
     tool_executions: int = 0
     """How many times the weather function really ran (a cache hit does not run it)."""
+    tool_runs: list[str] = field(default_factory=list)
+    """The tool call ids for which the function ran, in order."""
     checkpoint_seq: int = 0
     checkpoint_items: list[Any] = field(default_factory=list)
     main_session: str = MAIN_SESSION
@@ -118,18 +122,20 @@ async def run_conversation(
     agents.set_tracing_disabled(True)
     result = DemoResult(main_session=MAIN_SESSION + suffix)
 
-    async def get_weather(city: str) -> str:
+    async def get_weather(call_id: str, city: str) -> str:
         result.tool_executions += 1
+        result.tool_runs.append(call_id)
         forecast = FORECASTS.get(city.strip().lower(), "20°C, partly cloudy")
         return json.dumps({"city": city, "forecast": forecast}, ensure_ascii=False)
 
-    async def get_weather_tool(city: str) -> str:
+    async def get_weather_tool(ctx: ToolContext[Any], city: str) -> str:
         """Return today's weather forecast for a city.
 
         Args:
+            ctx: The SDK's tool context (it names the call).
             city: The city, e.g. "Paris".
         """
-        return await get_weather(city)
+        return await get_weather(ctx.tool_call_id, city)
 
     tool = agents.function_tool(get_weather_tool, name_override=TOOL_NAME)
     if wrap_tool is not None:

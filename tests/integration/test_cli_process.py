@@ -47,7 +47,7 @@ def test_demo_prints_every_section_and_passes() -> None:
     positions = [out.index(section) for section in DEMO_SECTIONS]
     assert positions == sorted(positions)
     assert "SESSION#alice-trip-paris / SNAPSHOT: seq 8, 10 items" in out
-    assert "the function ran 1 time(s), 1 call(s) served from the cache" in out
+    assert "call_weather_1 ran the function; call_weather_2 was served from the cache" in out
     assert "hits 1" in out
     sessions = out.split("== sessions of user alice ==")[1].split("==")[0]
     assert [line.split()[0] for line in sessions.strip().splitlines()[1:]] == [
