@@ -3,6 +3,9 @@
 Two directions, one meaning:
 
 * ``apply_event`` folds oldest-first (projections, replay, rebuild);
+* ``removal_ttl`` is the TTL rule: an event that removes items never expires before
+  the items it removes (a pop expires exactly with its item, so neither resurrects it
+  nor, once the item is gone, removes an older one in its place);
 * ``NewestFirstFold`` folds newest-first, the order of a descending ``Query``, and says
   as soon as the answer is known: a ``session_cleared`` ends the walk, and with
   ``limit=N`` it stops once N live items are found. It can start from (end at) a
@@ -85,6 +88,28 @@ def apply_event(entries: list[Entry], event: Event, ttl: int | None = None) -> l
     return entries
 
 
+def removal_ttl(removed: Sequence[int | None], own: int | None, *, pop: bool) -> int | None:
+    """The ``ttl`` of an event that removes items whose expiries are ``removed``.
+
+    A pop expires exactly when the item it removes does (``None``: never), whatever
+    the writer's clock or TTL setting: earlier would bring the item back, later would
+    make the pop remove an older item once its own has expired. A clear expires no
+    earlier than the latest of the items it removes and of its writer's own ``ttl``
+    (``None`` if any of them never expires).
+
+    Args:
+        removed: Expiry of each removed item (a pop removes one).
+        own: The ``ttl`` the writer would give the event by its own clock and setting.
+        pop: Whether the event is a pop (else a clear).
+    """
+    if pop:
+        return removed[-1] if removed else own
+    ttls = [*removed, own]
+    if any(t is None for t in ttls):
+        return None
+    return max(t for t in ttls if t is not None)
+
+
 def fold_forward(
     events: Iterable[StoredEvent], start: Snapshot | None = None, *, now: float | None = None
 ) -> Snapshot:
@@ -125,6 +150,7 @@ class NewestFirstFold:
     expiring: bool = False
     _pending_pops: int = 0
     _collected: list[JsonItem] = field(default_factory=list)
+    _ttls: list[int | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit <= 0:
@@ -143,14 +169,14 @@ class NewestFirstFold:
         elif event.type == "item_popped":
             self._pending_pops += 1
         else:
-            self._take(event.items)
+            self._take(event.items, [stored.ttl] * len(event.items))
 
     def feed_snapshot(self, snapshot: Snapshot) -> None:
         """Consume the state every older event folds to; the walk is then complete."""
         if not self.done:
-            live = [e.item for e in snapshot.entries if not e.expired(self.now)]
+            live = [e for e in snapshot.entries if not e.expired(self.now)]
             self.expiring = self.expiring or any(e.ttl is not None for e in snapshot.entries)
-            self._take(live)
+            self._take([e.item for e in live], [e.ttl for e in live])
         self.done = True
 
     def finish(self) -> None:
@@ -171,12 +197,17 @@ class NewestFirstFold:
         """The answer: live items, oldest first."""
         return list(reversed(self._collected))
 
-    def _take(self, items: Sequence[JsonItem]) -> None:
-        for item in reversed(items):
+    def ttls(self) -> list[int | None]:
+        """The expiry of each item of ``items()`` (that of the event that added it)."""
+        return list(reversed(self._ttls))
+
+    def _take(self, items: Sequence[JsonItem], ttls: Sequence[int | None]) -> None:
+        for item, ttl in zip(reversed(items), reversed(ttls), strict=True):
             if self._pending_pops:
                 self._pending_pops -= 1
                 continue
             self._collected.append(item)
+            self._ttls.append(ttl)
             if self.limit is not None and len(self._collected) >= self.limit:
                 self.done = True
                 return

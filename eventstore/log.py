@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .client import DynamoClient, wrap_client
@@ -63,6 +63,7 @@ class ReadResult:
     head: Head | None
     snapshot_seq: int | None
     requests: int
+    ttls: list[int | None] = field(default_factory=list)  # the expiry of each item
 
 
 class EventLog:
@@ -239,7 +240,7 @@ class EventLog:
                 snapshot = None
                 fold.finish()
             page = _next_page(fold, page, rows)
-        return ReadResult(fold.items(), head, used, requests)
+        return ReadResult(fold.items(), head, used, requests, fold.ttls())
 
     async def iter_events(
         self, session_id: str, *, after_seq: int = 0, upto_seq: int | None = None

@@ -21,7 +21,7 @@ from agents.memory.session_settings import coerce_session_settings, resolve_sess
 
 from .errors import ConcurrencyError, ConditionFailedError, CorruptEventError, InvalidInputError
 from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
-from .fold import NewestFirstFold
+from .fold import NewestFirstFold, removal_ttl
 from .keys import validate_session_id
 from .log import EventLog, Head
 from .records import Payload, StoredEvent, decode_event, encode_payload
@@ -126,7 +126,8 @@ class DynamoDBSession:
         if effective is None:
             newest = copy.deepcopy(result.items[-POP_WINDOW:])  # the caller may mutate them
             self._keep(_Window(result.head or Head(), newest,
-                               len(newest) == len(result.items), fold.expiring))
+                               len(newest) == len(result.items), fold.expiring,
+                               result.ttls[-POP_WINDOW:]))
         elif result.head is not None:
             self._head = result.head
         items: list[TResponseInputItem] = result.items
@@ -172,7 +173,7 @@ class DynamoDBSession:
                 fold = NewestFirstFold(limit=POP_WINDOW)
                 result = await self._log.read_newest(self.session_id, fold)
                 window = _Window(result.head or Head(), result.items,
-                                 len(result.items) < POP_WINDOW, fold.expiring)
+                                 len(result.items) < POP_WINDOW, fold.expiring, result.ttls)
                 read_now = True
             if not window.items:
                 if not (window.complete and read_now):
@@ -186,7 +187,8 @@ class DynamoDBSession:
                 user_id=self.user_id, token=uuid.uuid4().hex, item=item,
             )
             try:
-                stored = await self._log.put(event, window.head.hash, ttl=self._ttl())
+                ttl = removal_ttl(window.ttls[-1:], self._ttl(), pop=True)  # the TTL rule
+                stored = await self._log.put(event, window.head.hash, ttl=ttl)
             except ConditionFailedError as exc:
                 await _backoff(attempt)
                 winner = _event_of(exc.item) if attempt < _FAST_RETRIES else None
@@ -206,13 +208,35 @@ class DynamoDBSession:
     async def clear_session(self) -> None:
         """Append a ``session_cleared`` event; the history stays for audit.
 
+        With ``ttl_seconds`` the clear must not expire before the items it removes
+        (whoever wrote them, by whatever clock), so it reads their expiries first and
+        is written at the head it read; without, it is one write.
+
         Use ``convlog purge`` to erase a session's data.
         """
         token = uuid.uuid4().hex
-        await self._append(
-            lambda seq, ts: SessionCleared(
+
+        def build(seq: int, ts: str) -> Event:
+            return SessionCleared(
                 session_id=self.session_id, seq=seq, ts=ts, user_id=self.user_id, token=token
             )
+
+        if self.ttl_seconds is None:
+            await self._append(build)
+            return
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            result = await self._log.read_newest(self.session_id, NewestFirstFold())
+            head = result.head or Head()
+            ttl = removal_ttl(result.ttls, self._ttl(), pop=False)  # the TTL rule
+            try:
+                stored = await self._log.put(build(head.seq + 1, now_iso()), head.hash, ttl=ttl)
+            except ConditionFailedError:
+                await _backoff(attempt)
+                continue
+            self._remember(stored)
+            return
+        raise ConcurrencyError(
+            f"clear_session on session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
         )
 
     async def close(self) -> None:
@@ -263,11 +287,20 @@ class DynamoDBSession:
 
 
 class _Window:
-    """The newest live items (oldest first) as of ``head``; ``complete``: all of them."""
+    """The newest live items (oldest first) as of ``head``; ``complete``: all of them.
 
-    def __init__(self, head: Head, items: list[Any], complete: bool, expiring: bool) -> None:
+    ``ttls`` holds the expiry of each item (a pop inherits its item's, the TTL rule).
+    """
+
+    def __init__(
+        self, head: Head, items: list[Any], complete: bool, expiring: bool,
+        ttls: list[int | None] | None = None,
+    ) -> None:
         self.head = head
         self.items = list(items)
+        self.ttls: list[int | None] = (
+            list(ttls) if ttls is not None else [None] * len(self.items)
+        )
         self.complete = complete
         self.expiring = expiring
 
@@ -278,13 +311,17 @@ class _Window:
         self.expiring = self.expiring or stored.ttl is not None
         if event.type == "items_added":
             self.items.extend(copy.deepcopy(event.items))
+            self.ttls.extend([stored.ttl] * len(event.items))
             if len(self.items) > 4 * POP_WINDOW:
                 self.items, self.complete = self.items[-POP_WINDOW:], False
+                self.ttls = self.ttls[-POP_WINDOW:]
         elif event.type == "item_popped":
             if self.items:
                 self.items.pop()
+                self.ttls.pop()
         else:
             self.items.clear()
+            self.ttls.clear()
             self.complete = True
 
 
