@@ -1,0 +1,184 @@
+"""Request and response models of the audit console API (pydantic, shown in OpenAPI).
+
+Every answer of ``convlog.console.app`` is one of these models, so the OpenAPI document
+at ``/openapi.json`` describes exactly what a client receives, errors included
+(``ErrorBody``).
+
+Example:
+    ```python
+    from convlog.console.models import PurgeTarget
+
+    PurgeTarget(session_id="alice-1")      # valid
+    PurgeTarget(session_id="a", user_id="b")  # ValidationError: exactly one
+    ```
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ChainStatus = Literal["ok", "broken", "unverified", "expired"]
+TimelineKind = Literal["items_added", "item_popped", "session_cleared", "missing", "corrupt"]
+ProblemKind = Literal["changed", "missing", "reordered", "corrupt"]
+JsonItem = dict[str, Any]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Model):
+    """Every error answer: a short code and a sentence that says what went wrong."""
+
+    error: str = Field(description="what kind of failure, e.g. not_found, invalid_input")
+    detail: str = Field(description="one human-readable sentence")
+
+
+class ConsoleInfo(_Model):
+    """What this console serves and what it allows."""
+
+    table: str
+    read_only: bool = Field(description="true unless the console was started with admin rights")
+    tenant: str | None = Field(
+        description="when set, only user and session ids starting with '<tenant>/' are served"
+    )
+
+
+class SessionSummary(_Model):
+    """One session of a user, as the per-user index knows it."""
+
+    session_id: str
+    title: str | None
+    created: str
+    last_active: str
+    item_count: int
+
+
+class SessionsPage(_Model):
+    """A page of a user's sessions, most recently active first."""
+
+    user_id: str
+    sessions: list[SessionSummary]
+    cursor: str | None = Field(description="pass as `cursor` to get the next page; null at the end")
+
+
+class ProblemOut(_Model):
+    """The first broken link of a session's chain."""
+
+    seq: int
+    kind: ProblemKind
+    message: str
+
+
+class VerifyOut(_Model):
+    """The result of walking a session's seq sequence and hash chain."""
+
+    session_id: str
+    ok: bool
+    events: int
+    first_seq: int | None
+    last_seq: int | None
+    expired_prefix: list[int] | None = Field(
+        description="[first, last] seqs of leading events that expired (TTL), if any"
+    )
+    problem: ProblemOut | None
+
+
+class ItemChange(_Model):
+    """What one event did to the item list."""
+
+    added: list[JsonItem] = Field(default_factory=list)
+    removed: list[JsonItem] = Field(default_factory=list)
+    count_before: int
+    count_after: int
+
+
+class TimelineEvent(_Model):
+    """One event of a session (or the place of a missing or undecodable one)."""
+
+    seq: int
+    kind: TimelineKind
+    ts: str | None
+    user_id: str | None
+    hash: str | None
+    prev_hash: str | None
+    ttl: int | None
+    status: ChainStatus = Field(
+        description="ok: proven by the chain; broken: the first broken link; unverified: "
+        "after a broken link; expired: in the TTL-expired prefix"
+    )
+    change: ItemChange
+
+
+class TimelineOut(_Model):
+    """A session's events, oldest first, each with its chain status and item change."""
+
+    session_id: str
+    events: list[TimelineEvent]
+    verify: VerifyOut
+
+
+class ItemsOut(_Model):
+    """The items of a session as they stood after ``at_seq``."""
+
+    session_id: str
+    at_seq: int = Field(description="the last seq included (0 when no event is)")
+    count: int
+    items: list[JsonItem]
+
+
+class ToolEntryOut(_Model):
+    """One tool-cache entry written from a session's tool calls."""
+
+    tool_name: str
+    arguments_hash: str
+    output: Any
+    created: str
+    ttl: int | None
+    call_id: str | None
+    hits: int
+
+
+class ToolEntriesOut(_Model):
+    """The live tool-cache entries whose result came from this session."""
+
+    session_id: str
+    entries: list[ToolEntryOut]
+
+
+class PurgeTarget(_Model):
+    """What to erase: one session, or every session of one user."""
+
+    session_id: str | None = Field(default=None, min_length=1, max_length=1024)
+    user_id: str | None = Field(default=None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PurgeTarget:
+        if (self.session_id is None) == (self.user_id is None):
+            raise ValueError("give exactly one of session_id and user_id")
+        return self
+
+
+class PurgeRequest(PurgeTarget):
+    """A purge, confirmed with the token of the plan it carries out."""
+
+    confirm: str = Field(min_length=1, max_length=128,
+                         description="the `confirm` token of POST /api/admin/purge/plan")
+
+
+class PurgePlanOut(_Model):
+    """What a purge would delete, and the token that confirms exactly this plan."""
+
+    sessions: list[str]
+    counts: dict[str, int]
+    items: int
+    confirm: str = Field(description="send back with POST /api/admin/purge; changes with the plan")
+
+
+class PurgeDoneOut(_Model):
+    """What a purge deleted."""
+
+    sessions: list[str]
+    deleted: int
