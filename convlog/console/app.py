@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -37,6 +38,7 @@ from eventstore.errors import (
 from eventstore.sessions_index import MAX_LIMIT
 
 from .models import (
+    ConfirmedSessionPurge,
     ConsoleInfo,
     ErrorBody,
     ItemsOut,
@@ -45,8 +47,10 @@ from .models import (
     PurgeRequest,
     PurgeTarget,
     SessionsPage,
+    SessionTarget,
     TimelineOut,
     ToolEntriesOut,
+    UserTarget,
     VerifyOut,
 )
 from .service import ConsoleService, NotFoundError, PlanChangedError
@@ -67,7 +71,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
 
 
-SessionId = Annotated[str, Query(min_length=1, max_length=1024, description="the session")]
+SessionId = Annotated[str, Query(min_length=1, max_length=1024, pattern=r"\S",
+                                 description="the session")]
 READ = _errors(400, 403, 404, 409, 503)
 
 
@@ -107,7 +112,7 @@ def create_app(
 
     @app.get("/api/sessions", response_model=SessionsPage, responses=READ, tags=["read"])
     async def sessions(
-        user_id: Annotated[str, Query(min_length=1, max_length=1024)],
+        user_id: Annotated[str, Query(min_length=1, max_length=1024, pattern=r"\S")],
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
         cursor: Annotated[str | None, Query(min_length=1, max_length=4096)] = None,
     ) -> SessionsPage:
@@ -123,10 +128,10 @@ def create_app(
     async def items(
         session_id: SessionId,
         at_seq: Annotated[int | None, Query(ge=0, le=10**12 - 1)] = None,
-        as_of: Annotated[str | None, Query(min_length=1, max_length=64,
-                                           description="ISO 8601 time")] = None,
+        as_of: Annotated[datetime | None, Query(description="ISO 8601 time; no offset: UTC")]
+        = None,
     ) -> ItemsOut:
-        """The items after event ``at_seq``, or at the time ``as_of`` (neither: now)."""
+        """The items after event ``at_seq`` and at ``as_of`` (both: the earlier point)."""
         return await service.items(session_id, at_seq=at_seq, as_of=as_of)
 
     @app.get("/api/verify", response_model=VerifyOut, responses=READ, tags=["read"])
@@ -171,7 +176,10 @@ def create_app(
     async def purge(request: Annotated[PurgeRequest, Body()]) -> PurgeDoneOut:
         """Admin only: erase the session or user, if ``confirm`` matches the current plan."""
         require_admin()
-        target = PurgeTarget(session_id=request.session_id, user_id=request.user_id)
+        target: PurgeTarget = (
+            SessionTarget(session_id=request.session_id)
+            if isinstance(request, ConfirmedSessionPurge) else UserTarget(user_id=request.user_id)
+        )
         return await service.purge(target, request.confirm)
 
     @app.get("/", include_in_schema=False)

@@ -6,10 +6,10 @@ at ``/openapi.json`` describes exactly what a client receives, errors included
 
 Example:
     ```python
-    from convlog.console.models import PurgeTarget
+    from convlog.console.models import SessionTarget
 
-    PurgeTarget(session_id="alice-1")      # valid
-    PurgeTarget(session_id="a", user_id="b")  # ValidationError: exactly one
+    SessionTarget(session_id="alice-1")      # valid
+    SessionTarget(session_id="a", user_id="b")  # ValidationError: extra field
     ```
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 ChainStatus = Literal["ok", "broken", "unverified", "expired"]
 TimelineKind = Literal["items_added", "item_popped", "session_cleared", "missing", "corrupt"]
@@ -148,24 +148,36 @@ class ToolEntriesOut(_Model):
     entries: list[ToolEntryOut]
 
 
-class PurgeTarget(_Model):
-    """What to erase: one session, or every session of one user."""
+class SessionTarget(_Model):
+    """Erase one session."""
 
-    session_id: str | None = Field(default=None, min_length=1, max_length=1024)
-    user_id: str | None = Field(default=None, min_length=1, max_length=1024)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> PurgeTarget:
-        if (self.session_id is None) == (self.user_id is None):
-            raise ValueError("give exactly one of session_id and user_id")
-        return self
+    session_id: str = Field(min_length=1, max_length=1024, pattern=r"\S")
 
 
-class PurgeRequest(PurgeTarget):
-    """A purge, confirmed with the token of the plan it carries out."""
+class UserTarget(_Model):
+    """Erase every session of one user."""
 
-    confirm: str = Field(min_length=1, max_length=128,
-                         description="the `confirm` token of POST /api/admin/purge/plan")
+    user_id: str = Field(min_length=1, max_length=1024, pattern=r"\S")
+
+
+PurgeTarget = SessionTarget | UserTarget
+_CONFIRM = Field(min_length=1, max_length=128,
+                 description="the `confirm` token of POST /api/admin/purge/plan")
+
+
+class ConfirmedSessionPurge(SessionTarget):
+    """Erase one session, confirmed with the token of its plan."""
+
+    confirm: str = _CONFIRM
+
+
+class ConfirmedUserPurge(UserTarget):
+    """Erase a user's sessions, confirmed with the token of their plan."""
+
+    confirm: str = _CONFIRM
+
+
+PurgeRequest = ConfirmedSessionPurge | ConfirmedUserPurge
 
 
 class PurgePlanOut(_Model):

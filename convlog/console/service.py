@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.client import DynamoClient, wrap_client
@@ -34,7 +35,7 @@ from eventstore.sessions_index import list_sessions
 from eventstore.views import arguments_hash, decode_tool_entry
 
 from ..audit import VerifyReport, export_line, replay, verify_session
-from ..purge import execute_purge, plan_purge
+from ..purge import PurgePlan, execute_purge, plan_purge
 from .models import (
     ChainStatus,
     ItemChange,
@@ -45,6 +46,7 @@ from .models import (
     PurgeTarget,
     SessionsPage,
     SessionSummary,
+    SessionTarget,
     TimelineEvent,
     TimelineOut,
     ToolEntriesOut,
@@ -152,11 +154,17 @@ class ConsoleService:
         return TimelineOut(session_id=session_id, events=out, verify=report)
 
     async def items(
-        self, session_id: str, *, at_seq: int | None, as_of: str | None
+        self, session_id: str, *, at_seq: int | None, as_of: datetime | None
     ) -> ItemsOut:
-        """The items after ``at_seq`` (or at the time ``as_of``; neither: now)."""
+        """The items after ``at_seq`` and at ``as_of``: the earlier point if both are given."""
         sid = self.session_id(session_id)
-        result = await replay(self.log, sid, at_seq=at_seq, as_of=as_of)
+        moment = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+        if at_seq is not None and moment is not None:
+            result = await replay(self.log, sid, as_of=moment)
+            if result.at_seq > at_seq:
+                result = await replay(self.log, sid, at_seq=at_seq)
+        else:
+            result = await replay(self.log, sid, at_seq=at_seq, as_of=moment)
         return ItemsOut(session_id=sid, at_seq=result.at_seq, count=len(result.items),
                         items=result.items)
 
@@ -218,13 +226,13 @@ class ConsoleService:
         deleted = await execute_purge(self.db, self.table, plan)
         return PurgeDoneOut(sessions=plan.sessions, deleted=deleted)
 
-    async def _plan(self, target: PurgeTarget) -> Any:
-        if target.session_id is not None:
-            self.session_id(target.session_id)
-        if target.user_id is not None:
-            self._own("user", target.user_id)
-        plan = await plan_purge(self.db, self.table, session_id=target.session_id,
-                                user_id=target.user_id)
+    async def _plan(self, target: PurgeTarget) -> PurgePlan:
+        if isinstance(target, SessionTarget):
+            plan = await plan_purge(self.db, self.table,
+                                    session_id=self.session_id(target.session_id))
+        else:
+            plan = await plan_purge(self.db, self.table,
+                                    user_id=self._own("user", target.user_id))
         if not plan.keys:
             raise NotFoundError("nothing to purge: no such session or user")
         return plan

@@ -93,8 +93,9 @@ def test_items_at_a_seq_and_at_a_time(url: str) -> None:
     assert before == {"session_id": TRIP, "at_seq": 0, "count": 0, "items": []}
     now = get(url, "items", session_id=TRIP).json()
     assert now["at_seq"] == 5 and now["items"][-1]["content"] == "Sunny: visit the Louvre."
-    bad = get(url, "items", session_id=TRIP, as_of="yesterday")
-    assert bad.status_code == 400 and bad.json()["error"] == "invalid_input"
+    assert get(url, "items", session_id=TRIP, at_seq=4, as_of="2999-01-01T00:00").json() == at_4
+    assert get(url, "items", session_id=TRIP, at_seq=4, as_of="2000-01-01").json() == before
+    assert get(url, "items", session_id=TRIP, as_of="yesterday").status_code == 422
 
 
 def test_tool_entries_of_a_session_only(url: str) -> None:
