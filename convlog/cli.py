@@ -186,7 +186,8 @@ _VERBS: list[tuple[str, str, str, str]] = [
      "convlog demo\n  convlog demo --model gpt-4.1-mini      (needs OPENAI_API_KEY)"),
     ("serve", "convlog.cli_local:run_serve",
      "embedded DynamoDB endpoint + table + stream pump for local development",
-     "convlog serve --port 4566\n  export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4566"),
+     "convlog serve --port 4566 --console-port 8686\n"
+     "  export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4566"),
     ("replay", "convlog.cli_log:run_replay",
      "every event of a session and the items at a point in its history",
      "convlog replay user-123 --at-seq 4\n  convlog replay user-123 --as-of 2026-01-31T12:00:00Z"
@@ -217,6 +218,11 @@ def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--port", type=int, default=4566, help="port (default 4566)")
         sub.add_argument("--projector", default=DEFAULT_PROJECTOR, help=_PROJECTOR_HELP)
         sub.add_argument("--no-projector", action="store_true", help="run no stream pump")
+        sub.add_argument("--console-port", type=int, default=8686,
+                         help="port of the audit console (default 8686)")
+        sub.add_argument("--no-console", action="store_true", help="serve no audit console")
+        sub.add_argument("--console-admin", action="store_true",
+                         help="let the console purge (it is read-only by default)")
     elif name == "replay":
         sub.add_argument("session_id")
         point = sub.add_mutually_exclusive_group()

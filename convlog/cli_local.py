@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventstore.client import wrap_client
-from eventstore.errors import InvalidInputError
+from eventstore.errors import InvalidInputError, OptionalDependencyError
 from eventstore.fold import Snapshot
 from eventstore.keys import tool_pk
 from eventstore.log import EventLog
@@ -291,7 +291,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
 
 
 def run_serve(ctx: CliContext) -> int:
-    """``convlog serve [--port 4566]``: run until SIGINT or SIGTERM."""
+    """``convlog serve [--port 4566] [--console-port 8686]``: run until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _embedded_only(ctx)
@@ -302,10 +302,14 @@ def run_serve(ctx: CliContext) -> int:
         with _endpoint(ctx, ctx.args.port) as (client, streams, url, _):
             run_async(create_table_if_not_exists(client, ctx.table))
             handler = None if ctx.args.no_projector else _projector(ctx, ctx.args.projector, client)
+            console = _console(ctx, client)
             pump = _Pump(client, ctx.table, _logging(ctx, handler), streams)
             pump.start()
             ctx.print(f"convlog serve: DynamoDB endpoint {url} (table {ctx.table}, "
                       f"stream pump {'on' if pump.running else 'off'})")
+            if console is not None:
+                mode = "admin: purge allowed" if ctx.args.console_admin else "read-only"
+                ctx.print(f"console: {console.url} (audit console, {mode})")
             ctx.print("export these in the shell of your agent app:")
             ctx.print(f"  export AWS_ENDPOINT_URL_DYNAMODB={url}")
             ctx.print(f"  export AWS_DEFAULT_REGION={LOCAL_REGION} "
@@ -321,11 +325,32 @@ def run_serve(ctx: CliContext) -> int:
                 pass
             ctx.print("convlog serve: stopping")
             pump.stop()
+            if console is not None:
+                console.stop()
     finally:
         _restore_handlers(previous)
     ctx.print("convlog serve: stopped")
     ctx.out.flush()
     return EXIT_OK
+
+
+def _console(ctx: CliContext, client: Any) -> Any:
+    """Start the audit console (``convlog.console``) on ``--console-port``, or nothing."""
+    if ctx.args.no_console:
+        return None
+    from .console.server import check_installed, check_port
+
+    check_port(ctx.args.console_port)
+    try:
+        check_installed()
+    except OptionalDependencyError as exc:
+        ctx.warn(f"convlog serve: console off ({exc})")
+        return None
+    from .console.app import create_app
+    from .console.server import ConsoleServer
+
+    app = create_app(client, ctx.table, admin=ctx.args.console_admin)
+    return ConsoleServer(app, ctx.args.console_port).start()
 
 
 def _logging(ctx: CliContext, handler: Handler | None) -> Handler | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 
 from convlog.local import free_port
 from eventstore import DynamoDBSession
@@ -91,10 +92,11 @@ class _Lines:
 
 
 def test_serve_projects_while_running_and_stops_cleanly_on_sigint() -> None:
-    port = free_port()
+    port, console_port = free_port(), free_port()
     table = f"serve-{uuid.uuid4().hex[:6]}"
     proc = subprocess.Popen(
-        [CONVLOG, "serve", "--port", str(port), "--table", table],
+        [CONVLOG, "serve", "--port", str(port), "--table", table,
+         "--console-port", str(console_port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )
     try:
@@ -115,13 +117,28 @@ def test_serve_projects_while_running_and_stops_cleanly_on_sigint() -> None:
         meta = client.get_item(TableName=table,
                                Key={"pk": {"S": "SESSION#dev-1"}, "sk": {"S": "META"}})
         assert meta["Item"]["title"]["S"] == "hello from my app"
+        console = out.wait_for("console: ")
+        assert console.startswith(f"console: http://127.0.0.1:{console_port}/ ")
+        assert "read-only" in console
+        sessions = requests.get(f"http://127.0.0.1:{console_port}/api/sessions",
+                                params={"user_id": "dev"}, timeout=30).json()
+        assert [s["session_id"] for s in sessions["sessions"]] == ["dev-1"]
         busy = subprocess.run(
-            [CONVLOG, "serve", "--port", str(port)], capture_output=True, text=True,
-            timeout=60, env=_env(),
+            [CONVLOG, "serve", "--port", str(port), "--console-port", str(free_port())],
+            capture_output=True, text=True, timeout=60, env=_env(),
         )
         assert busy.returncode == 2
         assert busy.stderr.strip() == (
             f"convlog serve: error: cannot listen on 127.0.0.1:{port}: port {port} is in use"
+        )
+        busy_console = subprocess.run(
+            [CONVLOG, "serve", "--port", str(free_port()), "--console-port", str(console_port)],
+            capture_output=True, text=True, timeout=60, env=_env(),
+        )
+        assert busy_console.returncode == 2
+        assert busy_console.stderr.strip() == (
+            f"convlog serve: error: console cannot listen on 127.0.0.1:{console_port}: "
+            f"port {console_port} is in use"
         )
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

@@ -126,7 +126,7 @@ async function renderTools(sessionId) {
     const tools = await api("tools", { session_id: sessionId });
     if (!tools.entries.length) list.append(el("li", { class: "muted" }, "none"));
     for (const t of tools.entries) {
-      list.append(el("li", {}, el("code", {}, t.tool_name), ` → ${summary({ type: "function_call_output", output: t.output })}`,
+      list.append(el("li", {}, el("code", {}, t.tool_name), ` ${summary({ type: "function_call_output", output: t.output })}`,
         el("span", { class: "change" }, `created ${t.created} · hits ${t.hits}`)));
     }
   } catch (error) {
