@@ -9,7 +9,9 @@ tenant policy, the console never returns another tenant's data.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -215,3 +217,16 @@ def test_the_evaluator_role_would_refuse_another_tenants_reads(endpoint: Embedde
         assert get(s.url, "timeline", session_id=OTHER).status_code == 403
         assert get(s.url, "sessions", user_id=GLOBEX_USER).status_code == 403
     assert role.denied
+
+
+def test_readme_console_section_shows_the_screenshots_the_browser_test_takes() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text.split("<!-- section: console (owner: console) -->")[1].split(
+        "<!-- /section: console -->")[0]
+    shots = re.findall(r"!\[[^]]*\]\((docs/console/[\w.-]+\.png)\)", section)
+    assert sorted(shots) == ["docs/console/broken.png", "docs/console/dark.png",
+                             "docs/console/replay.png", "docs/console/sessions.png"]
+    assert all((root / shot).is_file() for shot in shots)
+    browser_test = (root / "tests/integration/test_console_browser.py").read_text()
+    assert all(Path(shot).name in browser_test for shot in shots)

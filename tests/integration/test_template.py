@@ -109,8 +109,9 @@ def test_template_table_and_mapping_agree_with_eventstore(template: dict[str, An
     transformed = tc.transform(template)
     assert tc.template_mapping_problems(transformed) == []
     types = sorted(r["Type"] for r in transformed["Resources"].values())
-    # The explicit role means SAM adds none (no broad AWSLambdaDynamoDBExecutionRole).
-    assert types.count("AWS::IAM::Role") == 1
+    # Explicit roles mean SAM adds none (no broad AWSLambdaDynamoDBExecutionRole).
+    roles = {n for n, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert roles == {"ProjectorRole", "ConsoleRole", "ConsolePurgeRole"}
     assert types.count(ALARM_TYPE) == 4
     assert types.count("AWS::Lambda::EventSourceMapping") == 1
 
@@ -125,9 +126,10 @@ def test_every_handler_resolves_to_the_real_callable(template: dict[str, Any]) -
         for r in transformed["Resources"].values()
         if r["Type"] == tc.LAMBDA_FUNCTION
     }
-    assert handlers == {"stream_handlers.projector.handler"}
-    real = importlib.import_module("stream_handlers.projector").handler
-    assert tc.resolve_handler("stream_handlers.projector.handler") is real
+    assert handlers == {"stream_handlers.projector.handler", "stream_handlers.console.handler"}
+    for module in ("stream_handlers.projector", "stream_handlers.console"):
+        real = importlib.import_module(module).handler
+        assert tc.resolve_handler(f"{module}.handler") is real
 
 
 def test_command_line_passes_on_the_real_template() -> None:

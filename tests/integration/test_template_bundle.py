@@ -1,4 +1,4 @@
-"""The projector's Lambda bundle: requirements.txt covers what the handler imports."""
+"""The Lambda bundle: requirements.txt covers what the projector and console handlers import."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-OUR_PACKAGES = {"eventstore", "projections", "stream_handlers"}
+OUR_PACKAGES = {"eventstore", "projections", "stream_handlers", "convlog"}
+# The console handler builds its app on the first call: import what that call imports.
+HANDLERS = {
+    "stream_handlers.projector": "import stream_handlers.projector",
+    "stream_handlers.console": "import stream_handlers.console, convlog.console.app, mangum",
+}
 # The python3.12 Lambda runtime ships the AWS SDK and its dependencies.
 LAMBDA_RUNTIME = {"boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six"}
 
@@ -36,9 +43,10 @@ def test_requirements_pins_follow_constraints() -> None:
     assert {name: constraints.get(name) for name in bundle} == bundle
 
 
-def test_requirements_cover_every_module_the_handler_imports() -> None:
+@pytest.mark.parametrize("handler", sorted(HANDLERS))
+def test_requirements_cover_every_module_the_handler_imports(handler: str) -> None:
     probe = (
-        "import json, sys; before = set(sys.modules); import stream_handlers.projector; "
+        f"import json, sys; before = set(sys.modules); {HANDLERS[handler]}; "
         "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
     )
     done = subprocess.run(
@@ -49,7 +57,8 @@ def test_requirements_cover_every_module_the_handler_imports() -> None:
         m for m in imported
         if m not in sys.stdlib_module_names and not m.startswith("_") and m not in OUR_PACKAGES
     }
-    assert "aws_lambda_powertools" in third_party
+    assert ("aws_lambda_powertools" if handler.endswith("projector") else "fastapi") \
+        in third_party
     dists = packages_distributions()
     bundle = set(_pins(ROOT / "requirements.txt"))
     missing = {
