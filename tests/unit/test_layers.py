@@ -40,7 +40,8 @@ UPPER = {
     "convlog": ("stream_handlers",),
 }
 OPTIONAL = ("moto", "werkzeug", "flask", "aws_lambda_powertools", "aiobotocore", "aiohttp",
-            "cfnlint", "samtranslator", "localstack_client", "rich", "matplotlib")
+            "cfnlint", "samtranslator", "localstack_client", "rich", "matplotlib",
+            "fastapi", "mangum", "schemathesis", "playwright")
 
 
 def imports_of(package: str) -> list[tuple[str, str]]:
