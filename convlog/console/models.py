@@ -127,6 +127,7 @@ class ItemsOut(_Model):
     at_seq: int = Field(description="the last seq included (0 when no event is)")
     count: int
     items: list[JsonItem]
+    seqs: list[int] = Field(description="for each item, the seq of the event that added it")
 
 
 class ToolEntryOut(_Model):

@@ -27,7 +27,7 @@ from typing import Any
 
 from eventstore.client import DynamoClient, wrap_client
 from eventstore.errors import CorruptEventError, InvalidInputError
-from eventstore.fold import Entry, apply_event
+from eventstore.fold import Entry, apply_event, fold_forward
 from eventstore.keys import args_sk, tool_pk, validate_session_id
 from eventstore.log import EventLog
 from eventstore.records import StoredEvent
@@ -165,8 +165,10 @@ class ConsoleService:
                 result = await replay(self.log, sid, at_seq=at_seq)
         else:
             result = await replay(self.log, sid, at_seq=at_seq, as_of=moment)
-        return ItemsOut(session_id=sid, at_seq=result.at_seq, count=len(result.items),
-                        items=result.items)
+        at = moment.timestamp() if moment is not None else time.time()
+        live = [e for e in fold_forward(result.events, now=at).entries if not e.expired(at)]
+        return ItemsOut(session_id=sid, at_seq=result.at_seq, count=len(live),
+                        items=[e.item for e in live], seqs=[e.seq for e in live])
 
     async def export(self, session_id: str) -> AsyncIterator[str]:
         """The session's events as JSON lines (``convlog replay --format jsonl``)."""

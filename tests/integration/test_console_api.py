@@ -87,12 +87,12 @@ def test_an_edited_event_is_the_broken_link_and_later_ones_unverified(url: str) 
 
 def test_items_at_a_seq_and_at_a_time(url: str) -> None:
     at_4 = get(url, "items", session_id=TRIP, at_seq=4).json()
-    assert at_4["at_seq"] == 4 and at_4["count"] == 3
+    assert at_4["at_seq"] == 4 and at_4["count"] == 3 and at_4["seqs"] == [1, 2, 2]
     assert [i.get("type", i.get("role")) for i in at_4["items"]] == [
         "user", "function_call", "function_call_output"]
     assert get(url, "items", session_id=TRIP, at_seq=0).json()["items"] == []
     before = get(url, "items", session_id=TRIP, as_of="2000-01-01T00:00:00Z").json()
-    assert before == {"session_id": TRIP, "at_seq": 0, "count": 0, "items": []}
+    assert before == {"session_id": TRIP, "at_seq": 0, "count": 0, "items": [], "seqs": []}
     now = get(url, "items", session_id=TRIP).json()
     assert now["at_seq"] == 5 and now["items"][-1]["content"] == "Sunny: visit the Louvre."
     assert get(url, "items", session_id=TRIP, at_seq=4, as_of="2999-01-01T00:00").json() == at_4

@@ -99,6 +99,10 @@ def test_sessions_timeline_replay_slider_and_a_flagged_edit(server: ConsoleServe
     assert broken.count() == 1 and broken.get_attribute("data-seq") == "2"
     assert "broken link" in broken.inner_text() and FORGED_TEXT in broken.inner_text()
     assert page.locator('#timeline li[data-status="unverified"]').count() == 1
+    # In the replayed state too, the item the edited event added is marked.
+    forged = page.locator('#state li[data-proof="broken"]')
+    assert forged.count() == 1 and FORGED_TEXT in forged.inner_text()
+    assert page.locator('#state li[data-proof="ok"]').count() == 1
     verify = page.locator("#verify")
     assert "Broken link at seq 2 (changed)" in verify.inner_text()
     assert verify.get_attribute("class") == "broken"

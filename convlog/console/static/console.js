@@ -171,9 +171,16 @@ async function setPosition(seq) {
     const list = $("state");
     list.replaceChildren();
     if (!items.items.length) list.append(el("li", { class: "muted" }, "no items"));
-    for (const item of items.items) {
-      list.append(el("li", {}, el("span", { class: "role" }, role(item)), summary(item)));
-    }
+    const problem = state.timeline && state.timeline.verify.problem;
+    items.items.forEach((item, i) => {
+      const from = items.seqs[i];
+      const proof = problem && from >= problem.seq ? (from === problem.seq ? "broken" : "unverified") : "ok";
+      const li = el("li", { "data-seq": String(from), "data-proof": proof, class: proof },
+        el("span", { class: "role" }, role(item)), summary(item));
+      if (proof !== "ok") li.prepend(el("span", { class: `badge ${proof}` }, LABEL[proof]));
+      li.title = `added by seq ${from}`;
+      list.append(li);
+    });
     list.dataset.seq = String(items.at_seq);
   } catch (error) { showError(error); }
 }
