@@ -195,6 +195,9 @@ _VERBS: list[tuple[str, str, str, str]] = [
     ("verify", "convlog.cli_log:run_verify",
      "check the hash chain and seq sequence of sessions (exit 1 if broken)",
      "convlog verify user-123\n  convlog verify --all"),
+    ("anchor", "convlog.cli_anchor:run_anchor",
+     "sign and store a digest of every session head changed since the last one",
+     "convlog anchor --digest-bucket my-digests --signing-key alias/convlog-anchor"),
     ("import", "convlog.cli_log:run_import",
      "write the events of a 'replay --format jsonl' export back into a table",
      "convlog import user-123.jsonl --table agent_sessions_restored"),
@@ -233,6 +236,9 @@ def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
         target = sub.add_mutually_exclusive_group(required=True)
         target.add_argument("session_id", nargs="?")
         target.add_argument("--all", action="store_true", help="every session in the table")
+        _digest_arguments(sub)
+    elif name == "anchor":
+        _digest_arguments(sub)
     elif name == "import":
         sub.add_argument("file", help="a jsonl export ('-' for stdin)")
     elif name == "sessions":
@@ -254,6 +260,13 @@ def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
         target.add_argument("--session", metavar="SESSION_ID")
         target.add_argument("--user", metavar="USER_ID")
         sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _digest_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--digest-bucket", help="S3 bucket of the signed digests "
+                     "(env CONVLOG_DIGEST_BUCKET)")
+    sub.add_argument("--signing-key", help="KMS key that signs the digests "
+                     "(env CONVLOG_SIGNING_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ from .audit import (
     verify_session,
 )
 from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
+from .cli_anchor import digest_store
 from .cli_format import Progress, render_items, render_table, shorten, summarize_event
 from .purge import execute_purge, plan_purge
 from .rebuild import rebuild_session
@@ -120,26 +121,42 @@ def describe_report(report: VerifyReport) -> str:
     if report.expired_prefix:
         low, high = report.expired_prefix
         text += f"; seq {low}..{high} expired (TTL), not tampering"
+    if report.anchored:
+        text += f"; anchored at seq {report.anchored[0]} (digest {report.anchored[1]})"
     return text
 
 
 def run_verify(ctx: CliContext) -> int:
-    """``convlog verify (SESSION_ID | --all)``; exit 1 at the first broken session."""
+    """``convlog verify (SESSION_ID | --all)``; exit 1 if a session (or a digest) is broken.
+
+    With a digest bucket and signing key configured, the signed digests are read and
+    checked first, and every session is checked against the heads they anchored
+    (``--all`` then also covers anchored sessions whose events are all gone).
+    """
     log = EventLog(ctx.client(), ctx.table)
+    store = digest_store(ctx)
+    anchors = store.load() if store is not None else None
+    if anchors is not None and anchors.problem:
+        ctx.print(f"BROKEN  digests: {anchors.problem}")
+        return EXIT_FAILED
+    anchored = anchors.heads if anchors is not None else {}
 
     async def go() -> int:
         if ctx.args.all:
             ids = [s async for s in iter_session_ids(log)]
+            ids += sorted(set(anchored).difference(ids))
         else:
             ids = [validate_session_id(ctx.args.session_id)]
         broken = 0
+        report = None
         for session_id in ids:
-            report = await verify_session(log, session_id)
+            report = await verify_session(log, session_id, anchored=anchored.get(session_id, ()))
             ctx.print(describe_report(report))
             broken += 0 if report.ok else 1
         if ctx.args.all:
             ctx.print(f"{len(ids)} sessions checked, {broken} broken")
-        elif report.events == 0 and report.expired_prefix is None:
+        elif report is not None and report.events == 0 and report.expired_prefix is None \
+                and report.ok:
             return EXIT_FAILED
         return EXIT_FAILED if broken else EXIT_OK
 

@@ -105,6 +105,16 @@ def test_serve_projects_while_running_and_stops_cleanly_on_sigint() -> None:
         url = line.split("=", 1)[1]
         assert url == f"http://127.0.0.1:{port}"
         assert out.wait_for("export CONVLOG_TABLE=").endswith(table)
+        assert out.wait_for("export AWS_ENDPOINT_URL_S3=").endswith(f"AWS_ENDPOINT_URL_KMS={url}")
+        exports = dict(pair.split("=", 1) for pair in out.wait_for(
+            "export CONVLOG_DIGEST_BUCKET=").split()[1:])
+        local = {"endpoint_url": url, "region_name": "us-east-1",
+                 "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        lock = boto3.client("s3", **local).get_object_lock_configuration(
+            Bucket=exports["CONVLOG_DIGEST_BUCKET"])["ObjectLockConfiguration"]
+        assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
+        key = boto3.client("kms", **local).describe_key(KeyId=exports["CONVLOG_SIGNING_KEY"])
+        assert key["KeyMetadata"]["KeySpec"] == "ECC_NIST_P256"
         assert "stream pump on" in out.lines[0]
         client = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
