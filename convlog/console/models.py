@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ChainStatus = Literal["ok", "broken", "unverified", "expired"]
 TimelineKind = Literal["items_added", "item_popped", "session_cleared", "missing", "corrupt"]
-ProblemKind = Literal["changed", "missing", "reordered", "corrupt"]
+ProblemKind = Literal[
+    "changed", "missing", "reordered", "corrupt", "truncated", "deleted", "rewritten"
+]  # convlog.verify.ProblemKind
 JsonItem = dict[str, Any]
 
 
