@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agents.memory import SessionSettings
+from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 
 from .errors import ConcurrencyError, ConditionFailedError, CorruptEventError, InvalidInputError
@@ -28,6 +28,7 @@ from .records import Payload, StoredEvent, decode_event, encode_payload
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
+    from agents.run_context import RunContextWrapper
 
 MAX_APPEND_ATTEMPTS = 64
 _BACKOFF_BASE = 0.01
@@ -36,7 +37,7 @@ _FAST_RETRIES = 8
 POP_WINDOW = 32
 
 
-class DynamoDBSession:
+class DynamoDBSession(SessionABC):
     """Conversation history for one session id, stored as events in DynamoDB.
 
     Args:
@@ -48,8 +49,11 @@ class DynamoDBSession:
             written, and reads ignore expired events even before DynamoDB deletes them.
         user_id: Owner of the session, recorded on each event and indexed by the
             projector (``list_sessions``).
-        session_settings: SDK session settings; ``limit`` is the default for
-            ``get_items`` (an explicit ``limit`` wins).
+        session_settings: SDK session settings (default ``SessionSettings()``);
+            ``limit`` is the default for ``get_items`` (an explicit ``limit`` wins).
+
+    Every method accepts ``wrapper=`` (the run context the SDK's runner passes to
+    sessions that take it).
 
     Example:
         ```python
@@ -97,18 +101,23 @@ class DynamoDBSession:
         self.ttl_seconds = ttl_seconds
         self.user_id = user_id
         self.session_settings = (
-            coerce_session_settings(session_settings) if session_settings is not None else None
+            coerce_session_settings(session_settings)
+            if session_settings is not None
+            else SessionSettings()
         )
         self._log = EventLog(dynamodb_client, table_name)
         self._head: Head | None = None
         self._window: _Window | None = None
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """Return the conversation items, oldest first.
 
         Args:
             limit: Return only the newest ``limit`` items; ``None`` uses
                 ``session_settings.limit``, and without that returns everything.
+            wrapper: The run context (accepted for the SDK's runner; unused here).
 
         Returns:
             The items in chronological order.
@@ -133,7 +142,9 @@ class DynamoDBSession:
         items: list[TResponseInputItem] = result.items
         return items
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
+    async def add_items(
+        self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> None:
         """Append ``items`` as one ``items_added`` event (nothing is written for ``[]``).
 
         Raises:
@@ -153,7 +164,9 @@ class DynamoDBSession:
             payload,
         )
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the newest item, or ``None`` when the session is empty.
 
         Two concurrent pops never return the same item: the pop is an append at
@@ -205,7 +218,7 @@ class DynamoDBSession:
             f"pop_item on session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
         )
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Append a ``session_cleared`` event; the history stays for audit.
 
         With ``ttl_seconds`` the clear must not expire before the items it removes
