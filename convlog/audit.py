@@ -36,6 +36,7 @@ from eventstore.events import (
     payload_digest,
 )
 from eventstore.fold import fold_forward
+from eventstore.history import branch_base
 from eventstore.keys import EVENT_PREFIX, SESSION_PREFIX
 from eventstore.log import EventLog
 from eventstore.records import StoredEvent
@@ -110,7 +111,10 @@ async def replay(
             break
         events.append(stored)
     now = moment.timestamp() if moment is not None else time.time()
-    snapshot = fold_forward(events, now=now)
+    start = None
+    if events and events[0].event.type == "branch_created":  # a branch: its parent's prefix
+        start = await branch_base(log, events[0], now)
+    snapshot = fold_forward(events, start, now=now)
     return ReplayResult(session_id, events, snapshot.items(now), snapshot.seq)
 
 

@@ -69,6 +69,18 @@ def summarize_event(event: Event, width: int = SUMMARY_WIDTH) -> str:
         return shorten(f"+{len(event.items)}  " + " | ".join(parts), width)
     if event.type == "item_popped":
         return shorten("-1  " + summarize_item(event.item, 60), width)
+    if event.type == "items_replaced":
+        what = "all items" if event.replaced is None else f"the newest {event.replaced}"
+        return shorten(f"compacted: {what} -> {len(event.items)} items", width)
+    if event.type == "usage_recorded":
+        u = event.usage
+        return shorten(f"usage, turn {event.turn}: {u.get('requests', 0)} requests, "
+                       f"{u.get('total_tokens', 0)} tokens", width)
+    if event.type == "branch_created":
+        return shorten(f"branch {event.branch_id!r} from {event.parent_session!r} seq "
+                       f"{event.parent_seq} (first {event.keep} items)", width)
+    if event.type == "branch_deleted":
+        return shorten(f"branch {event.branch_id!r} deleted", width)
     return "cleared: every earlier item is gone"
 
 

@@ -25,8 +25,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventstore.branches import REGISTRY_PREFIX
 from eventstore.client import DynamoClient
 from eventstore.errors import InvalidInputError, StorageError
+from eventstore.history import branch_session_id
 from eventstore.keys import (
     EVENT_PREFIX,
     META_SK,
@@ -116,10 +118,18 @@ async def plan_purge(
             found.add(session_id_of(item["pk"]["S"]))
         sessions = sorted(found)
     plan = PurgePlan(sessions=sessions)
-    for sid in sessions:
-        plan.keys.extend(await _partition_keys(db, table, session_pk(sid)))
+    pending = list(sessions)
+    while pending:
+        sid = pending.pop(0)
+        keys = await _partition_keys(db, table, session_pk(sid))
+        plan.keys.extend(keys)
+        for _, sk in keys:  # the session's branches are partitions of their own
+            branch = branch_session_id(sid, sk[len(REGISTRY_PREFIX):])
+            if sk.startswith(REGISTRY_PREFIX) and branch not in plan.sessions:
+                plan.sessions.append(branch)
+                pending.append(branch)
     if sessions:
-        wanted = set(sessions)
+        wanted = set(plan.sessions)
         async for item in _scan(
             db, table, ProjectionExpression="pk, sk, #s",
             FilterExpression="begins_with(pk, :t) AND attribute_exists(#s)",

@@ -1,11 +1,14 @@
 """Event models of the log, their canonical form, the payload digest and the hash chain.
 
 Three events change a session: ``items_added``, ``item_popped`` (it records the item it
-removed) and ``session_cleared``. Each is immutable, carries a schema version ``v``, and
-is linked to its predecessor by ``hash = sha256(prev_hash + canonical link)``.
+removed) and ``session_cleared``; advanced sessions add ``items_replaced`` (compaction),
+``usage_recorded``, ``branch_created`` and ``branch_deleted``. Each is immutable, carries
+a schema version ``v``, and is linked to its predecessor by
+``hash = sha256(prev_hash + canonical link)``.
 
 **The payload digest** (defined here, once, for every user): an event's *payload* is
-``payload_data(event)`` -- ``{"items": [...]}``, ``{"item": {...}}`` or ``{}`` -- and its
+``payload_data(event)`` -- ``{"items": [...]}``, ``{"item": {...}}``, ``{}``, or for the
+advanced events every field that is not a header field -- and its
 digest is ``payload_digest(data) = sha256(canonical_json(data).encode("utf-8"))`` as
 64 lowercase hex digits. ``canonical_json`` is sorted keys, no whitespace, UTF-8 kept
 (``ensure_ascii=False``). The digest is stored on the event item (``payload_sha256``),
@@ -86,9 +89,56 @@ class SessionCleared(_EventBase):
     type: Literal["session_cleared"] = "session_cleared"
 
 
-Event = Annotated[ItemsAdded | ItemPopped | SessionCleared, Field(discriminator="type")]
+class ItemsReplaced(_EventBase):
+    """Compaction: the newest ``replaced`` items (all when ``None``) became ``items``."""
+
+    type: Literal["items_replaced"] = "items_replaced"
+    replaced: int | None = Field(default=None, ge=1)
+    items: list[JsonItem]
+
+
+class UsageRecorded(_EventBase):
+    """A run's token usage, attributed to user turn ``turn`` of this branch."""
+
+    type: Literal["usage_recorded"] = "usage_recorded"
+    turn: int = Field(ge=1)
+    usage: dict[str, Any]
+
+
+class BranchCreated(_EventBase):
+    """First event of a branch: it starts with the first ``keep`` items of its parent.
+
+    The parent is the partition ``parent_session`` as it stood at ``parent_seq``
+    (whose hash was ``parent_hash``); nothing is copied.
+    """
+
+    type: Literal["branch_created"] = "branch_created"
+    branch_id: str
+    parent_session: str
+    parent_seq: int = Field(ge=0)
+    parent_hash: str
+    keep: int = Field(ge=0)
+    from_turn: int = Field(ge=1)
+
+
+class BranchDeleted(_EventBase):
+    """The branch was deleted: its items are gone from reads (its events stay)."""
+
+    type: Literal["branch_deleted"] = "branch_deleted"
+    branch_id: str
+
+
+Event = Annotated[
+    ItemsAdded | ItemPopped | SessionCleared | ItemsReplaced | UsageRecorded | BranchCreated
+    | BranchDeleted,
+    Field(discriminator="type"),
+]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-EVENT_TYPES = ("items_added", "item_popped", "session_cleared")
+EVENT_TYPES = (
+    "items_added", "item_popped", "session_cleared", "items_replaced", "usage_recorded",
+    "branch_created", "branch_deleted",
+)
+BASE_FIELDS = frozenset({"v", "session_id", "seq", "ts", "user_id", "token", "type"})
 
 
 def now_iso() -> str:
@@ -112,7 +162,10 @@ def payload_data(event: Event) -> dict[str, Any]:
         return {"items": event.items}
     if event.type == "item_popped":
         return {"item": event.item}
-    return {}
+    if event.type == "session_cleared":
+        return {}
+    # the advanced events: every field of their own is payload
+    return {k: v for k, v in event.model_dump(mode="json").items() if k not in BASE_FIELDS}
 
 
 def payload_digest(data: Any) -> str:

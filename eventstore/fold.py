@@ -83,8 +83,16 @@ def apply_event(entries: list[Entry], event: Event, ttl: int | None = None) -> l
     elif event.type == "item_popped":
         if entries:
             entries.pop()
-    else:
+    elif event.type == "items_replaced":
+        if event.replaced is None:
+            entries.clear()
+        else:
+            del entries[max(0, len(entries) - event.replaced) :]
+        entries.extend(Entry(item, event.seq, ttl) for item in event.items)
+    elif event.type in ("session_cleared", "branch_deleted"):
         entries.clear()
+    # usage_recorded changes no item; branch_created starts from the parent's prefix,
+    # which the caller supplies as the start snapshot (eventstore.history.branch_base)
     return entries
 
 
@@ -148,6 +156,8 @@ class NewestFirstFold:
     done: bool = False
     newest_seq: int | None = None
     expiring: bool = False
+    branch_start: StoredEvent | None = None
+    """The ``branch_created`` event the walk reached, if any: the parent's prefix is next."""
     _pending_pops: int = 0
     _collected: list[JsonItem] = field(default_factory=list)
     _ttls: list[int | None] = field(default_factory=list)
@@ -164,12 +174,20 @@ class NewestFirstFold:
         if self.done or (stored.ttl is not None and stored.ttl <= self.now):
             return
         self.expiring = self.expiring or stored.ttl is not None
-        if event.type == "session_cleared":
+        if event.type in ("session_cleared", "branch_deleted"):
             self.done = True
         elif event.type == "item_popped":
             self._pending_pops += 1
-        else:
+        elif event.type == "items_added":
             self._take(event.items, [stored.ttl] * len(event.items))
+        elif event.type == "items_replaced":
+            self._take(event.items, [stored.ttl] * len(event.items))
+            if event.replaced is None:
+                self.done = True
+            else:
+                self._pending_pops += event.replaced
+        elif event.type == "branch_created":
+            self.branch_start = stored  # the parent's prefix comes next (the caller's)
 
     def feed_snapshot(self, snapshot: Snapshot) -> None:
         """Consume the state every older event folds to; the walk is then complete."""
@@ -182,6 +200,11 @@ class NewestFirstFold:
     def finish(self) -> None:
         """Mark the walk complete (the oldest event has been fed)."""
         self.done = True
+
+    def feed_base(self, base: Snapshot) -> None:
+        """Consume a branch's starting state (its parent's prefix) after its own events."""
+        self.done = False
+        self.feed_snapshot(base)
 
     @property
     def collected(self) -> int:

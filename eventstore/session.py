@@ -8,36 +8,43 @@ writers never lose each other's items; and a session is not capped at 400 KB.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 
-from .errors import ConcurrencyError, ConditionFailedError, CorruptEventError, InvalidInputError
+from .branches import BranchMixin
+from .compaction import CompactionMixin
+from .errors import (
+    AmbiguousResultError,
+    ConcurrencyError,
+    ConditionFailedError,
+    InvalidInputError,
+)
 from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
 from .fold import NewestFirstFold, removal_ttl
+from .history import MAIN_BRANCH, BranchId, branch_base, branch_session_id
+from .idempotency import check_key, context_key, derive_token, recognise
 from .keys import validate_session_id
-from .log import EventLog, Head
-from .records import Payload, StoredEvent, decode_event, encode_payload
+from .log import EventLog, Head, ReadResult
+from .records import Payload, StoredEvent, encode_payload
+from .usage import UsageMixin
+from .window import POP_WINDOW, Window, backoff, event_of, head_of
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.run_context import RunContextWrapper
 
 MAX_APPEND_ATTEMPTS = 64
-_BACKOFF_BASE = 0.01
-_BACKOFF_CAP = 2.0
 _FAST_RETRIES = 8
-POP_WINDOW = 32
 
 
-class DynamoDBSession(SessionABC):
+class DynamoDBSession(BranchMixin, UsageMixin, CompactionMixin, SessionABC):
     """Conversation history for one session id, stored as events in DynamoDB.
 
     Args:
@@ -53,7 +60,12 @@ class DynamoDBSession(SessionABC):
             ``limit`` is the default for ``get_items`` (an explicit ``limit`` wins).
 
     Every method accepts ``wrapper=`` (the run context the SDK's runner passes to
-    sessions that take it).
+    sessions that take it). ``add_items`` and ``pop_item`` take an ``idempotency_key``
+    (or find one in the run context), so that their retry after
+    ``AmbiguousResultError`` lands at most once. The session also has
+    ``AdvancedSQLiteSession``'s branches, usage and queries (``eventstore.branches``,
+    ``eventstore.usage``) and the SDK's atomic-compaction hooks
+    (``eventstore.compaction``).
 
     Example:
         ```python
@@ -107,16 +119,24 @@ class DynamoDBSession(SessionABC):
         )
         self._log = EventLog(dynamodb_client, table_name)
         self._head: Head | None = None
-        self._window: _Window | None = None
+        self._window: Window | None = None
+        self._branch: BranchId = MAIN_BRANCH
+        self._ambiguous: set[str] = set()  # tokens whose write may have landed
+        self._context_pops: Counter[str] = Counter()
 
     async def get_items(
-        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+        self,
+        limit: int | None = None,
+        branch_id: str | None = None,
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
     ) -> list[TResponseInputItem]:
         """Return the conversation items, oldest first.
 
         Args:
             limit: Return only the newest ``limit`` items; ``None`` uses
                 ``session_settings.limit``, and without that returns everything.
+            branch_id: Read this branch instead of the current one.
             wrapper: The run context (accepted for the SDK's runner; unused here).
 
         Returns:
@@ -131,41 +151,64 @@ class DynamoDBSession(SessionABC):
         if effective is not None and effective <= 0:
             return []
         fold = NewestFirstFold(limit=effective)
-        result = await self._log.read_newest(self.session_id, fold)
+        if branch_id is not None and branch_id != self._branch:
+            other: list[TResponseInputItem] = (await self._read(fold, branch_id)).items
+            return other
+        result = await self._read(fold)
         if effective is None:
             newest = copy.deepcopy(result.items[-POP_WINDOW:])  # the caller may mutate them
-            self._keep(_Window(result.head or Head(), newest,
-                               len(newest) == len(result.items), fold.expiring,
-                               result.ttls[-POP_WINDOW:]))
+            self._keep(Window(result.head or Head(), newest,
+                              len(newest) == len(result.items), fold.expiring,
+                              result.ttls[-POP_WINDOW:]))
         elif result.head is not None:
             self._head = result.head
         items: list[TResponseInputItem] = result.items
         return items
 
     async def add_items(
-        self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
+        self,
+        items: list[TResponseInputItem],
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         """Append ``items`` as one ``items_added`` event (nothing is written for ``[]``).
+
+        Args:
+            items: The items.
+            wrapper: The run context; its ``idempotency_key`` (a mapping entry or an
+                attribute of ``wrapper.context``) is used when no explicit key is given.
+            idempotency_key: Retrying with the same key and items after
+                ``AmbiguousResultError`` stores them at most once.
 
         Raises:
             InvalidItemError: An item is not JSON-serialisable (nothing written).
             PayloadTooLargeError: The items do not fit in one write (nothing written).
+            AmbiguousResultError: Every response was lost; the items may be stored.
+                Retry with the same ``idempotency_key`` to make sure they are, once.
         """
+        key = check_key(idempotency_key) or context_key(wrapper)
         checked = validate_items(items)
         if not checked:
             return
         payload = encode_payload({"items": checked})  # too large: fail before any request
-        token = uuid.uuid4().hex
-        await self._append(
+        token = derive_token(key, "add", checked) if key else uuid.uuid4().hex
+        if key and await self._recognised(token) is not None:
+            return
+        sid = self._sid()
+        await self._guarded(token, self._append(
             lambda seq, ts: ItemsAdded(
-                session_id=self.session_id, seq=seq, ts=ts, user_id=self.user_id,
+                session_id=sid, seq=seq, ts=ts, user_id=self.user_id,
                 token=token, items=checked,
             ),
             payload,
-        )
+        ))
 
     async def pop_item(
-        self, *, wrapper: RunContextWrapper[Any] | None = None
+        self,
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> TResponseInputItem | None:
         """Remove and return the newest item, or ``None`` when the session is empty.
 
@@ -177,16 +220,39 @@ class DynamoDBSession(SessionABC):
         A session object remembers the newest items after its own reads and writes, so a
         pop usually costs one write: the conditional put proves the remembered state is
         current. An empty remembered state proves nothing, so ``None`` needs a read.
+
+        With an ``idempotency_key`` (or one in the run context: the n-th pop of a run
+        gets the n-th token), a retry after ``AmbiguousResultError`` returns the item
+        the lost attempt removed instead of removing another.
         """
+        token = self._pop_token(check_key(idempotency_key), context_key(wrapper))
+        if token is not None:
+            mine = await self._recognised(token)
+            if mine is not None and mine.event.type == "item_popped":
+                again: Any = copy.deepcopy(mine.event.item)
+                popped_before: TResponseInputItem = again
+                return popped_before
+        popped: TResponseInputItem | None = await self._guarded(token, self._pop(token or ""))
+        return popped
+
+    def _pop_token(self, explicit: str | None, from_context: str | None) -> str | None:
+        if explicit:
+            return derive_token(explicit, "pop")
+        if from_context:
+            self._context_pops[from_context] += 1
+            return derive_token(from_context, "pop", self._context_pops[from_context])
+        return None
+
+    async def _pop(self, token: str) -> TResponseInputItem | None:
         window = self._window if self._window and self._window.head == self._head else None
         self._window = None
         read_now = False  # whether the state was read during this call
         for attempt in range(MAX_APPEND_ATTEMPTS):
             if window is None:
                 fold = NewestFirstFold(limit=POP_WINDOW)
-                result = await self._log.read_newest(self.session_id, fold)
-                window = _Window(result.head or Head(), result.items,
-                                 len(result.items) < POP_WINDOW, fold.expiring, result.ttls)
+                result = await self._read(fold)
+                window = Window(result.head or Head(), result.items,
+                                len(result.items) < POP_WINDOW, fold.expiring, result.ttls)
                 read_now = True
             if not window.items:
                 if not (window.complete and read_now):
@@ -196,18 +262,17 @@ class DynamoDBSession(SessionABC):
                 return None
             item = window.items[-1]
             event = ItemPopped(
-                session_id=self.session_id, seq=window.head.seq + 1, ts=now_iso(),
-                user_id=self.user_id, token=uuid.uuid4().hex, item=item,
+                session_id=self._sid(), seq=window.head.seq + 1, ts=now_iso(),
+                user_id=self.user_id, token=token or uuid.uuid4().hex, item=item,
             )
             try:
                 ttl = removal_ttl(window.ttls[-1:], self._ttl(), pop=True)  # the TTL rule
                 stored = await self._log.put(event, window.head.hash, ttl=ttl)
             except ConditionFailedError as exc:
-                await _backoff(attempt)
-                winner = _event_of(exc.item) if attempt < _FAST_RETRIES else None
-                if winner is not None and winner.event.seq == window.head.seq + 1:
-                    window.advance(winner)  # the winner's event is known: pop the next
-                else:
+                await backoff(attempt)
+                winner = event_of(exc.item) if attempt < _FAST_RETRIES else None
+                if not (winner is not None and winner.event.seq == window.head.seq + 1
+                        and window.advance(winner)):  # the winner's event is known: pop next
                     window = None
                 continue
             window.advance(stored)
@@ -228,23 +293,24 @@ class DynamoDBSession(SessionABC):
         Use ``convlog purge`` to erase a session's data.
         """
         token = uuid.uuid4().hex
+        sid = self._sid()
 
         def build(seq: int, ts: str) -> Event:
             return SessionCleared(
-                session_id=self.session_id, seq=seq, ts=ts, user_id=self.user_id, token=token
+                session_id=sid, seq=seq, ts=ts, user_id=self.user_id, token=token
             )
 
         if self.ttl_seconds is None:
             await self._append(build)
             return
         for attempt in range(MAX_APPEND_ATTEMPTS):
-            result = await self._log.read_newest(self.session_id, NewestFirstFold())
+            result = await self._read(NewestFirstFold())
             head = result.head or Head()
             ttl = removal_ttl(result.ttls, self._ttl(), pop=False)  # the TTL rule
             try:
                 stored = await self._log.put(build(head.seq + 1, now_iso()), head.hash, ttl=ttl)
             except ConditionFailedError:
-                await _backoff(attempt)
+                await backoff(attempt)
                 continue
             self._remember(stored)
             return
@@ -257,22 +323,66 @@ class DynamoDBSession(SessionABC):
         self._head = None
         self._window = None
 
+    def _sid(self, branch_id: str | None = None) -> str:
+        """The partition of a branch (default: the current one)."""
+        return branch_session_id(self.session_id, branch_id or self._branch)
+
+    def _forget(self) -> None:
+        """Drop the remembered head and items (another branch, or an unknown outcome)."""
+        self._head = None
+        self._window = None
+
+    async def _read(self, fold: NewestFirstFold, branch_id: str | None = None) -> ReadResult:
+        """Fold a branch newest-first; past its own events, its parent's prefix."""
+        result = await self._log.read_newest(self._sid(branch_id), fold)
+        if fold.branch_start is None:
+            return result
+        fold.feed_base(await branch_base(self._log, fold.branch_start, fold.now))
+        return ReadResult(fold.items(), result.head, result.snapshot_seq, result.requests,
+                          fold.ttls())
+
+    async def _recognised(self, token: str) -> StoredEvent | None:
+        """Our event, if an earlier attempt with ``token`` may have stored it.
+
+        Looked for when that attempt's outcome is unknown, or when this object knows no
+        head yet (a retry from a new process); that read yields the head as well.
+        """
+        if token not in self._ambiguous and self._head is not None:
+            return None
+        found = await recognise(self._log, self._sid(), token)
+        self._forget()
+        if found.stored is not None:
+            self._ambiguous.discard(token)
+            return found.stored
+        self._head = found.head
+        return None
+
+    async def _guarded(self, token: str | None, write: Any) -> Any:
+        """Await ``write``; remember ``token`` when its outcome is ambiguous."""
+        try:
+            return await write
+        except AmbiguousResultError:
+            self._forget()
+            if token:
+                self._ambiguous.add(token)
+            raise
+
     async def _append(
         self, build: Callable[[int, str], Event], payload: Payload | None = None
     ) -> StoredEvent:
-        head = self._head or await self._log.read_head(self.session_id)
+        head = self._head or await self._log.read_head(self._sid())
         ts = now_iso()
         for attempt in range(MAX_APPEND_ATTEMPTS):
             event = build(head.seq + 1, ts)
             try:
                 stored = await self._log.put(event, head.hash, ttl=self._ttl(), payload=payload)
             except ConditionFailedError as exc:
-                await _backoff(attempt)
-                winner = _head_of(exc.item)
+                await backoff(attempt)
+                winner = head_of(exc.item)
                 if attempt < _FAST_RETRIES and winner is not None and winner.seq > head.seq:
                     head = winner  # the conflict named the seq's holder: try the next seq
                 else:
-                    head = await self._log.read_head(self.session_id)
+                    head = await self._log.read_head(self._sid())
                 continue
             self._remember(stored)
             return stored
@@ -282,12 +392,12 @@ class DynamoDBSession(SessionABC):
 
     def _remember(self, stored: StoredEvent) -> None:
         window, self._window = self._window, None
-        if window is not None and window.head == Head(stored.event.seq - 1, stored.prev_hash):
-            window.advance(stored)
+        if (window is not None and window.head == Head(stored.event.seq - 1, stored.prev_hash)
+                and window.advance(stored)):
             self._keep(window)
         self._head = Head(stored.event.seq, stored.hash)
 
-    def _keep(self, window: _Window) -> None:
+    def _keep(self, window: Window) -> None:
         """Remember the newest items for the next pop (unless time alone may change them)."""
         self._head = window.head
         self._window = None if window.expiring else window
@@ -297,65 +407,3 @@ class DynamoDBSession(SessionABC):
 
     def __repr__(self) -> str:
         return f"DynamoDBSession(session_id={self.session_id!r}, table={self.table_name!r})"
-
-
-class _Window:
-    """The newest live items (oldest first) as of ``head``; ``complete``: all of them.
-
-    ``ttls`` holds the expiry of each item (a pop inherits its item's, the TTL rule).
-    """
-
-    def __init__(
-        self, head: Head, items: list[Any], complete: bool, expiring: bool,
-        ttls: list[int | None] | None = None,
-    ) -> None:
-        self.head = head
-        self.items = list(items)
-        self.ttls: list[int | None] = (
-            list(ttls) if ttls is not None else [None] * len(self.items)
-        )
-        self.complete = complete
-        self.expiring = expiring
-
-    def advance(self, stored: StoredEvent) -> None:
-        """Apply the event that follows ``head``."""
-        event = stored.event
-        self.head = Head(event.seq, stored.hash)
-        self.expiring = self.expiring or stored.ttl is not None
-        if event.type == "items_added":
-            self.items.extend(copy.deepcopy(event.items))
-            self.ttls.extend([stored.ttl] * len(event.items))
-            if len(self.items) > 4 * POP_WINDOW:
-                self.items, self.complete = self.items[-POP_WINDOW:], False
-                self.ttls = self.ttls[-POP_WINDOW:]
-        elif event.type == "item_popped":
-            if self.items:
-                self.items.pop()
-                self.ttls.pop()
-        else:
-            self.items.clear()
-            self.ttls.clear()
-            self.complete = True
-
-
-def _event_of(item: dict[str, Any] | None) -> StoredEvent | None:
-    """The event an ``ALL_OLD`` conflict item holds, if it is whole and live."""
-    if not item or "type" not in item or "parts" in item:
-        return None
-    try:
-        stored = decode_event(item)
-    except CorruptEventError:
-        return None
-    return None if stored.ttl is not None and stored.ttl <= time.time() else stored
-
-
-def _head_of(item: dict[str, Any] | None) -> Head | None:
-    """The head an ``ALL_OLD`` conflict item reveals (an event or one of its parts)."""
-    try:
-        return Head.of_item(item) if item else None
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))

@@ -36,6 +36,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from eventstore.client import DynamoClient
 from eventstore.errors import CorruptEventError
+from eventstore.history import branch_base
 from eventstore.log import EventLog
 from eventstore.records import StoredEvent
 from eventstore.views import read_views, write_session_views, write_tool_entry
@@ -162,8 +163,12 @@ class ProjectionBatch:
             # than hashes): fold the session from its first stored event instead
             prior, base = None, 0
             events = await self._read_range(session_id, 0, top)
+        meta = state.meta if prior else None
+        if prior is None and events and events[0].event.type == "branch_created":
+            # a branch starts from its parent's prefix (read from the parent's events)
+            prior = await branch_base(EventLog(self.db, self.table_name), events[0])
         result = project_session(
-            session_id, prior, state.meta if prior else None, events,
+            session_id, prior, meta, events,
             tool_ttl_seconds=self.tool_ttl_seconds,
         )
         done = events[-1].event.seq if events else base

@@ -1,0 +1,111 @@
+"""Token usage and conversation structure for ``DynamoDBSession``.
+
+``store_run_usage(result)`` appends one ``usage_recorded`` event (the run's requests and
+tokens, attributed to the current user turn of the current branch); the getters fold
+them back, with ``AdvancedSQLiteSession``'s results: the newest record of a turn wins, a
+turn that no longer exists (popped, cleared, compacted away) has no usage, and a deleted
+branch's usage is gone. The projector also sums every usage event into the session's
+meta item, so ``list_sessions`` and ``convlog usage`` report totals without reading
+events.
+
+Example:
+    ```python
+    result = await Runner.run(agent, "Hi", session=session)
+    await session.store_run_usage(result)
+    print(await session.get_session_usage(), await session.get_turn_usage(1))
+    ```
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .branches import SessionLike
+from .events import UsageRecorded
+from .history import MAIN_BRANCH
+from .turns import conversation_by_turns, current_turn, tool_usage
+
+USAGE_FIELDS = ("requests", "input_tokens", "output_tokens", "total_tokens")
+
+
+def usage_record(usage: Any) -> dict[str, Any]:
+    """The stored form of an SDK ``Usage``: counts plus token details (or ``None``)."""
+    record: dict[str, Any] = {name: int(getattr(usage, name, 0) or 0) for name in USAGE_FIELDS}
+    for name in ("input_tokens_details", "output_tokens_details"):
+        details = getattr(usage, name, None)
+        record[name] = dict(vars(details)) if details else None
+    return record
+
+
+class UsageMixin:
+    """``store_run_usage``, ``get_session_usage``, ``get_turn_usage`` and the queries."""
+
+    async def store_run_usage(self: SessionLike, result: Any) -> None:
+        """Record a run's usage against the current user turn of the current branch.
+
+        Call it after ``Runner.run``. Nothing is written when the run has no usage or
+        the branch has no user turn yet.
+        """
+        usage = getattr(getattr(result, "context_wrapper", None), "usage", None)
+        if usage is None:
+            return
+        turn = current_turn((await self._history()).items)
+        if turn == 0:
+            return
+        record = usage_record(usage)
+        token = uuid.uuid4().hex
+        await self._append(
+            lambda seq, ts: UsageRecorded(
+                session_id=self._sid(), seq=seq, ts=ts, user_id=self.user_id, token=token,
+                turn=turn, usage=record,
+            )
+        )
+
+    async def get_session_usage(
+        self: SessionLike, branch_id: str | None = None
+    ) -> dict[str, int] | None:
+        """Usage summed over one branch, or over every live branch when ``None``.
+
+        Returns:
+            ``requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and
+            ``total_turns``, or ``None`` when no usage is recorded.
+        """
+        if branch_id:
+            branches = [branch_id]
+        else:
+            branches = [MAIN_BRANCH, *(b for b, _ in await self._branch_ids())]
+        turns: list[dict[str, Any]] = []
+        for branch in branches:
+            turns.extend((await self._history(branch)).usage.values())
+        if not turns:
+            return None
+        totals = {name: sum(int(t.get(name, 0)) for t in turns) for name in USAGE_FIELDS}
+        totals["total_turns"] = len(turns)
+        return totals
+
+    async def get_turn_usage(
+        self: SessionLike, user_turn_number: int | None = None, branch_id: str | None = None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Usage per turn of a branch (current when ``None``), with token details.
+
+        Returns:
+            The usage of ``user_turn_number`` (``{}`` when none), or a list with a
+            ``user_turn_number`` entry per turn when it is ``None``.
+        """
+        usage = (await self._history(branch_id)).usage
+        if user_turn_number is not None:
+            return dict(usage.get(user_turn_number, {}))
+        return [{"user_turn_number": turn, **usage[turn]} for turn in sorted(usage)]
+
+    async def get_conversation_by_turns(
+        self: SessionLike, branch_id: str | None = None
+    ) -> dict[int, list[dict[str, str | None]]]:
+        """Items of a branch grouped by turn: ``{turn: [{"type", "tool_name"}, ...]}``."""
+        return conversation_by_turns((await self._history(branch_id)).items)
+
+    async def get_tool_usage(
+        self: SessionLike, branch_id: str | None = None
+    ) -> list[tuple[str, int, int]]:
+        """``(tool name, calls, turn)`` per tool and turn of a branch."""
+        return tool_usage((await self._history(branch_id)).items)
