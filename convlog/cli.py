@@ -1,9 +1,10 @@
 """``convlog``: the command line for running and auditing convlog sessions.
 
 Verbs: ``demo``, ``serve``, ``replay``, ``verify``, ``import``, ``sessions``,
-``rebuild``, ``purge``. Every verb takes ``--table``, ``--endpoint-url`` and ``--region``
-(also read from ``CONVLOG_TABLE`` and the standard AWS variables), works against AWS,
-LocalStack or the embedded endpoint alike, and reports a failure as one line on stderr.
+``rebuild``, ``purge``, ``usage``. Every verb takes ``--table``, ``--endpoint-url`` and
+``--region`` (also read from ``CONVLOG_TABLE`` and the standard AWS variables), works
+against AWS, LocalStack or the embedded endpoint alike, and reports a failure as one line
+on stderr.
 
 Exit codes: 0 success; 1 ``verify`` found a broken chain (or a verb found nothing to
 act on); 2 usage error or storage error (missing table, endpoint down, credentials
@@ -210,6 +211,9 @@ _VERBS: list[tuple[str, str, str, str]] = [
     ("purge", "convlog.cli_log:run_purge",
      "erase every item of a session or of all sessions of a user",
      "convlog purge --session user-123\n  convlog purge --user alice --yes"),
+    ("usage", "convlog.cli_usage:run_usage",
+     "a user's token usage (store_run_usage), per session and in total",
+     "convlog usage --user alice\n  convlog usage --user alice --since 2026-01-01T00:00:00Z"),
 ]
 
 
@@ -255,6 +259,10 @@ def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
             "--reset", action="store_true",
             help="delete the snapshot and meta first, recompute them from seq 1",
         )
+    elif name == "usage":
+        sub.add_argument("--user", required=True, metavar="USER_ID")
+        sub.add_argument("--since", metavar="TIME", help="only usage recorded from then on")
+        sub.add_argument("--format", choices=("table", "json"), default="table")
     elif name == "purge":
         target = sub.add_mutually_exclusive_group(required=True)
         target.add_argument("--session", metavar="SESSION_ID")

@@ -238,6 +238,26 @@ def _await_projection(client: Any, table: str, session_id: str, timeout: float =
         time.sleep(0.5)
 
 
+def _branch_and_usage(
+    ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
+) -> None:
+    from eventstore.session import DynamoDBSession
+
+    from .cli_usage import render_usage, user_usage
+
+    session = DynamoDBSession(result.main_session, client, ctx.table)
+    _section(ctx, f"branches of {result.main_session} (list_branches)")
+    for branch in run_async(session.list_branches()):
+        ctx.print(f"  {branch['branch_id']}: {branch['message_count']} items, "
+                  f"{branch['user_turns']} user turns, created {branch['created_at']}")
+    ctx.print(f"  {result.branch} starts before turn 2 (its first event points at the main "
+              "session's seq and hash; nothing copied) and continues:")
+    ctx.print(render_items(result.branch_items))
+    _section(ctx, f"usage of user {result.user} (store_run_usage, summed by the projector)")
+    ctx.print(render_usage(run_async(user_usage(client, ctx.table, result.user)), result.user)
+              if projected else "  (no session index: projections are off)")
+
+
 def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool) -> bool:
     log = EventLog(client, ctx.table)
     session_id = result.main_session
@@ -273,6 +293,8 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     _section(ctx, f"sessions of user {result.user}")
     ctx.print(render_sessions(client, ctx.table, result.user) if projected
               else "  (no session index: projections are off)")
+
+    _branch_and_usage(ctx, client, result, projected=projected)
 
     _section(ctx, f"replay of {session_id} at seq {result.checkpoint_seq} (after turn 1)")
     earlier = run_async(replay(log, session_id, at_seq=result.checkpoint_seq))

@@ -1,8 +1,9 @@
 """The scripted conversation behind ``convlog demo``.
 
 Three sessions, two users, a weather tool that the agent calls twice with the same
-arguments. By default the model is the SDK's ``agents.testing.ScriptedModel`` (no API
-key, no network); ``model_name`` switches to a real OpenAI model.
+arguments, usage stored after every run, and a branch of the main session from turn 2.
+By default the model is the SDK's ``agents.testing.ScriptedModel`` (no API key, no
+network); ``model_name`` switches to a real OpenAI model.
 
 Example:
     ```python
@@ -60,6 +61,12 @@ SCRIPT: list[tuple[str, str, list[_Turn]]] = [
 ]
 CHECKPOINT_TURN = 1
 """After this many turns of the main session, the demo records a replay checkpoint."""
+BRANCH = "museum-instead"
+BRANCH_FROM_TURN = 2
+BRANCH_TURN: _Turn = ("Forget the weather: which museum should I see?", [
+    [{"say": "The Musée d'Orsay: impressionists in a former railway station."}],
+])
+"""After the main session, the demo branches it before turn 2 and asks this instead."""
 
 
 @dataclass
@@ -78,6 +85,8 @@ class DemoResult:
     user: str = USER
     sessions: list[str] = field(default_factory=list)
     """Every session the demo wrote to."""
+    branch: str = BRANCH
+    branch_items: list[Any] = field(default_factory=list)
 
 
 def _scripted_model(turns: list[_Turn]) -> Any:
@@ -143,11 +152,13 @@ async def run_conversation(
     for base_id, user_id, turns in SCRIPT:
         session_id = base_id + suffix
         result.sessions.append(session_id)
-        model: Any = model_name or _scripted_model(turns)
+        branching = base_id == MAIN_SESSION
+        model: Any = model_name or _scripted_model(turns + [BRANCH_TURN] * branching)
         agent = agents.Agent(name="travel", instructions=INSTRUCTIONS, tools=[tool], model=model)
         session = DynamoDBSession(session_id, client, table, user_id=user_id)
         for number, (text, _) in enumerate(turns, start=1):
             run = await agents.Runner.run(agent, text, session=session)
+            await session.store_run_usage(run)
             output = str(run.final_output)
             result.outputs.append((session_id, text, output))
             if on_turn:
@@ -158,4 +169,13 @@ async def run_conversation(
                 result.checkpoint_items = list(await session.get_items())
                 head = await EventLog(client, table).read_head(session_id)
                 result.checkpoint_seq = head.seq
+        if branching:  # a branch before turn 2: no copy, its first event points at main
+            await session.create_branch_from_turn(BRANCH_FROM_TURN, BRANCH)
+            run = await agents.Runner.run(agent, BRANCH_TURN[0], session=session)
+            await session.store_run_usage(run)
+            if on_turn:
+                on_turn(f"{session_id} @ {BRANCH}", BRANCH_TURN[0], str(run.final_output))
+            if after_turn:
+                await after_turn()
+            result.branch_items = list(await session.get_items())
     return result

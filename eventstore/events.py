@@ -97,8 +97,11 @@ class ItemsReplaced(_EventBase):
     items: list[JsonItem]
 
 
+USAGE_FIELDS = ("requests", "input_tokens", "output_tokens", "total_tokens")
+
+
 class UsageRecorded(_EventBase):
-    """A run's token usage, attributed to user turn ``turn`` of this branch."""
+    """A run's token usage (``USAGE_FIELDS`` and token details) for user turn ``turn``."""
 
     type: Literal["usage_recorded"] = "usage_recorded"
     turn: int = Field(ge=1)

@@ -53,6 +53,11 @@ class SessionInfo:
     last_active: str
     item_count: int
     created: str
+    requests: int = 0
+    """Usage totals of the session (every ``store_run_usage``), as projected."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ async def list_sessions(
             continue
         sessions.append(
             SessionInfo(meta.session_id, meta.title, meta.last_active, meta.item_count,
-                        meta.created)
+                        meta.created, *meta.usage)
         )
     last = response.get("LastEvaluatedKey")
     return SessionPage(sessions, _encode_cursor(last, user_id) if last else None)

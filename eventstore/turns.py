@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.extensions.memory.advanced_sqlite_session import AdvancedSQLiteSession
-
 from .events import JsonItem
 
 TOOL_CALL_TYPES = frozenset({
@@ -49,11 +47,16 @@ def is_user_message(item: JsonItem) -> bool:
 
 def message_type(item: JsonItem) -> str:
     """``user``, ``assistant``, the item's ``type``, or ``other``."""
+    # imported here: the projector (which reads branch prefixes) must not load the SDK
+    from agents.extensions.memory.advanced_sqlite_session import AdvancedSQLiteSession
+
     return str(AdvancedSQLiteSession._classify_message_type(None, item))  # type: ignore[arg-type]
 
 
 def tool_name(item: JsonItem) -> str | None:
     """The tool an item calls or answers, named as ``AdvancedSQLiteSession`` names it."""
+    from agents.extensions.memory.advanced_sqlite_session import AdvancedSQLiteSession
+
     name = AdvancedSQLiteSession._extract_tool_name(None, item)  # type: ignore[arg-type]
     return None if name is None else str(name)
 

@@ -22,11 +22,9 @@ import uuid
 from typing import Any
 
 from .branches import SessionLike
-from .events import UsageRecorded
+from .events import USAGE_FIELDS, UsageRecorded
 from .history import MAIN_BRANCH
 from .turns import conversation_by_turns, current_turn, tool_usage
-
-USAGE_FIELDS = ("requests", "input_tokens", "output_tokens", "total_tokens")
 
 
 def usage_record(usage: Any) -> dict[str, Any]:

@@ -76,6 +76,9 @@ class SessionMeta:
     user_id: str | None = None
     title: str | None = None
     ttl: int | None = None
+    usage: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """Every ``usage_recorded`` of the session summed: requests, input, output and total
+    tokens."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,8 @@ def encode_meta(meta: SessionMeta) -> AttrMap:
     }
     if meta.title is not None:
         item["title"] = {"S": meta.title}
+    if any(meta.usage):
+        item["usage"] = {"L": [{"N": str(n)} for n in meta.usage]}
     if meta.ttl is not None:
         item["ttl"] = {"N": str(meta.ttl)}
     if meta.user_id is not None:
@@ -191,9 +196,19 @@ def decode_meta(item: AttrMap) -> SessionMeta:
             user_id=item["user_id"]["S"] if "user_id" in item else None,
             title=item["title"]["S"] if "title" in item else None,
             ttl=int(item["ttl"]["N"]) if "ttl" in item else None,
+            usage=_usage_of(item),
         )
     except (KeyError, ValueError, IndexError) as exc:
         raise CorruptEventError(f"session meta item is malformed: {exc!r}") from exc
+
+
+def _usage_of(item: AttrMap) -> tuple[int, int, int, int]:
+    if "usage" not in item:
+        return (0, 0, 0, 0)
+    values = [int(v["N"]) for v in item["usage"]["L"]]
+    if len(values) != 4:
+        raise ValueError(f"usage holds {len(values)} numbers, expected 4")
+    return (values[0], values[1], values[2], values[3])
 
 
 def encode_tool_entry(entry: ToolCacheEntry) -> AttrMap:

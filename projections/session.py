@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eventstore.events import JsonItem
+from eventstore.events import USAGE_FIELDS, JsonItem
 from eventstore.fold import Snapshot, fold_forward
 from eventstore.records import StoredEvent
 from eventstore.views import SessionMeta, ToolCacheEntry, arguments_hash, tool_output_fits
@@ -105,14 +105,23 @@ def fold_meta(
     snapshot: Snapshot,
     ttl: int | None,
 ) -> SessionMeta:
-    """Update the session meta: first/last activity, owner, item count, title."""
+    """Update the session meta: first/last activity, owner, item count, title, usage.
+
+    Usage totals count every ``usage_recorded`` event (the tokens were spent even when
+    the turn was later popped, compacted or branched away).
+    """
     user_id = prior.user_id if prior else None
     title = prior.title if prior else None
+    usage = list(prior.usage) if prior else [0, 0, 0, 0]
     for stored in events:
         if stored.event.user_id is not None:
             user_id = stored.event.user_id
         if title is None and stored.event.type == "items_added":
             title = first_user_text(stored.event.items)
+        if stored.event.type == "usage_recorded":
+            spent = stored.event.usage
+            for n, name in enumerate(USAGE_FIELDS):
+                usage[n] += int(spent.get(name, 0) or 0)
     return SessionMeta(
         session_id=session_id,
         seq=snapshot.seq,
@@ -122,6 +131,7 @@ def fold_meta(
         user_id=user_id,
         title=title,
         ttl=ttl,
+        usage=(usage[0], usage[1], usage[2], usage[3]),
     )
 
 
