@@ -178,4 +178,5 @@ async def run_conversation(
             if after_turn:
                 await after_turn()
             result.branch_items = list(await session.get_items())
+            result.sessions.append(session._sid())  # the branch's own partition
     return result

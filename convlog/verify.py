@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from eventstore.errors import CorruptEventError
 from eventstore.events import GENESIS_HASH, chain_hash, payload_data, payload_digest
-from eventstore.keys import EVENT_PREFIX, SNAPSHOT_SK, is_part_sk, seq_of, session_pk
+from eventstore.keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, seq_of, session_pk
 from eventstore.log import EventLog
 from eventstore.records import AttrMap, StoredEvent, decode_event
 
@@ -91,6 +91,7 @@ async def verify_session(
         changed, missing, reordered, truncated, deleted or rewritten event is found.
     """
     verifier = SessionVerifier(session_id, now=now, anchored=anchored)
+    first: AttrMap | None = None
     async for item in log.db.items(
         "query",
         TableName=log.table_name,
@@ -98,9 +99,34 @@ async def verify_session(
         ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}},
         ConsistentRead=True,
     ):
+        if item["sk"]["S"] == event_sk(1):
+            first = item
         if not verifier.feed(item):
             break
-    return verifier.finish()
+    report = verifier.finish()
+    if report.ok and first is not None:
+        await _check_branch_origin(log, first, report)
+    return report
+
+
+async def _check_branch_origin(log: EventLog, first: AttrMap, report: VerifyReport) -> None:
+    """A branch's first event names its parent's seq and hash: the parent must still hold it."""
+    if first.get("type", {}).get("S") != "branch_created":
+        return
+    origin = decode_event(first).event
+    if origin.type != "branch_created" or origin.parent_seq == 0:
+        return
+    async for parent in log.iter_events(
+        origin.parent_session, after_seq=origin.parent_seq - 1, upto_seq=origin.parent_seq
+    ):
+        if parent.hash == origin.parent_hash:
+            return
+    report.problem = Problem(
+        1, "changed",
+        f"seq 1: the branch starts at {origin.parent_session!r} seq {origin.parent_seq}, "
+        f"which no longer holds hash {origin.parent_hash[:12]}... (the parent was changed "
+        "or removed)",
+    )
 
 
 def verify_items(

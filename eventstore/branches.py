@@ -74,6 +74,11 @@ class SessionLike(Protocol):
 class BranchMixin:
     """``create_branch_from_turn``, ``switch_to_branch``, ``delete_branch``, ..."""
 
+    @property
+    def _current_branch_id(self: SessionLike) -> str:
+        """The current branch (``AdvancedSQLiteSession``'s attribute of that name)."""
+        return self._branch
+
     async def _history(self: SessionLike, branch_id: str | None = None) -> History:
         """The full history of a branch (default: the current one)."""
         return await read_history(self._log, self._sid(branch_id))
@@ -115,6 +120,10 @@ class BranchMixin:
         """
         if branch_name is not None:
             check_branch_id(branch_name)
+            if branch_name == MAIN_BRANCH:
+                raise InvalidInputError(
+                    f"Branch ID '{branch_name}' has already been used. Choose a new branch ID."
+                )
         source = self._branch
         history = await self._history()
         users = [i for i, e in enumerate(history.entries) if is_user_message(e.item)]
@@ -154,7 +163,7 @@ class BranchMixin:
         Raises:
             InvalidInputError: (a ``ValueError``) the branch does not exist.
         """
-        check_branch_id(branch_id)
+        check_branch_id(branch_id, "Branch ID")
         if branch_id != MAIN_BRANCH and branch_id not in dict(await self._branch_ids()):
             raise InvalidInputError(f"Branch '{branch_id}' does not exist")
         if branch_id != self._branch:
@@ -172,7 +181,7 @@ class BranchMixin:
             InvalidInputError: (a ``ValueError``) ``main``, unknown, or current without
                 ``force``.
         """
-        check_branch_id(branch_id)
+        check_branch_id(branch_id, "Branch ID")
         if branch_id == MAIN_BRANCH:
             raise InvalidInputError("Cannot delete the 'main' branch")
         if branch_id == self._branch and not force:

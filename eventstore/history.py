@@ -39,16 +39,16 @@ def branch_session_id(session_id: str, branch_id: str) -> str:
     return session_id if branch_id == MAIN_BRANCH else f"{session_id}{BRANCH_MARK}{branch_id}"
 
 
-def check_branch_id(branch_id: object) -> str:
-    """Validate a branch id.
+def check_branch_id(branch_id: object, what: str = "Branch name") -> str:
+    """Validate a branch id (``what`` names it in the message, as the SDK does).
 
     Raises:
         InvalidInputError: Empty, blank, too long or not a string (a ``ValueError``).
     """
     if not isinstance(branch_id, str) or not branch_id.strip():
-        raise InvalidInputError("Branch name cannot be empty")
+        raise InvalidInputError(f"{what} cannot be empty")
     if len(branch_id) > MAX_BRANCH_ID_CHARS:
-        raise InvalidInputError(f"Branch name is longer than {MAX_BRANCH_ID_CHARS} characters")
+        raise InvalidInputError(f"{what} is longer than {MAX_BRANCH_ID_CHARS} characters")
     return branch_id
 
 

@@ -239,8 +239,12 @@ class DynamoDBSession(BranchMixin, UsageMixin, CompactionMixin, SessionABC):
         if explicit:
             return derive_token(explicit, "pop")
         if from_context:
-            self._context_pops[from_context] += 1
-            return derive_token(from_context, "pop", self._context_pops[from_context])
+            count = self._context_pops[from_context]
+            last = derive_token(from_context, "pop", count)
+            if count and last in self._ambiguous:
+                return last  # this object's retry of a pop whose outcome is unknown
+            self._context_pops[from_context] = count + 1
+            return derive_token(from_context, "pop", count + 1)
         return None
 
     async def _pop(self, token: str) -> TResponseInputItem | None:

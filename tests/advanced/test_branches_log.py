@@ -94,3 +94,17 @@ async def test_purge_of_a_session_erases_its_branches(boto3_client: Any, table: 
     log = EventLog(boto3_client, table)
     for sid in plan.sessions:
         assert [s async for s in log.iter_events(sid)] == []
+
+
+async def test_verify_checks_the_branch_origin(boto3_client: Any, table: str) -> None:
+    session = DynamoDBSession("v", boto3_client, table)
+    await three_turns(session)
+    await session.create_branch_from_turn(2, "alt")
+    log = EventLog(boto3_client, table)
+    assert (await verify_session(log, "v#branch#alt")).ok
+    head = await log.read_head("v")
+    boto3_client.delete_item(TableName=table, Key={
+        "pk": {"S": "SESSION#v"}, "sk": {"S": f"EVENT#{head.seq:012d}"}})
+    report = await verify_session(log, "v#branch#alt")
+    assert not report.ok and report.problem is not None
+    assert report.problem.seq == 1 and "no longer holds" in report.problem.message

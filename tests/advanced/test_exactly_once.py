@@ -80,6 +80,13 @@ async def test_key_from_the_run_context(proxy: FaultProxy, table: str) -> None:
     await session.add_items(items, wrapper=wrapper)
     await session.add_items([{"role": "assistant", "content": "reply"}], wrapper=wrapper)
     assert [i["content"] for i in await session.get_items()] == ["from a run", "reply"]
+    proxy.drop_response("PutItem", times=100)
+    with pytest.raises(AmbiguousResultError):
+        await session.pop_item(wrapper=wrapper)
+    proxy.clear()
+    assert await session.pop_item(wrapper=wrapper) == {"role": "assistant", "content": "reply"}
+    assert await session.pop_item(wrapper=wrapper) == {"role": "user", "content": "from a run"}
+    assert await session.get_items() == []
 
 
 async def test_bad_key_is_rejected_before_any_write(boto3_client: Any, table: str) -> None:

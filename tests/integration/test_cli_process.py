@@ -27,7 +27,9 @@ DEMO_SECTIONS = [
     "== snapshot (written by the projector from the stream) ==",
     "== tool cache ==",
     "== sessions of user alice ==",
-    "== replay of alice-trip-paris at seq 3 (after turn 1) ==",
+    "== branches of alice-trip-paris (list_branches) ==",
+    "== usage of user alice (store_run_usage, summed by the projector) ==",
+    "== replay of alice-trip-paris at seq 4 (after turn 1) ==",
     "== verify ==",
 ]
 
@@ -47,15 +49,22 @@ def test_demo_prints_every_section_and_passes() -> None:
     out = proc.stdout
     positions = [out.index(section) for section in DEMO_SECTIONS]
     assert positions == sorted(positions)
-    assert "SESSION#alice-trip-paris / SNAPSHOT: seq 8, 10 items" in out
+    # 8 conversation events + a usage event after each of the 3 turns
+    assert "SESSION#alice-trip-paris / SNAPSHOT: seq 11, 10 items" in out
     assert "call_weather_1 ran the function; call_weather_2 was served from the cache" in out
     assert "hits 1" in out
     sessions = out.split("== sessions of user alice ==")[1].split("==")[0]
     assert [line.split()[0] for line in sessions.strip().splitlines()[1:]] == [
-        "alice-trip-paris", "alice-museums"
+        "alice-trip-paris#branch#museum-instead", "alice-trip-paris", "alice-museums"
     ]
+    branches = out.split("(list_branches) ==")[1].split("==")[0]
+    assert "main: 10 items, 3 user turns" in branches
+    assert "museum-instead: 6 items, 2 user turns" in branches
+    usage = out.split("summed by the projector) ==")[1].split("==")[0]
+    assert [line.split()[:2] for line in usage.strip().splitlines()[-1:]] == [["TOTAL", "7"]]
     assert "equal to what get_items returned after turn 1: yes" in out
-    for sid, count in (("alice-museums", 2), ("bob-chat", 2), ("alice-trip-paris", 8)):
+    for sid, count in (("alice-museums", 3), ("bob-chat", 3), ("alice-trip-paris", 11),
+                       ("alice-trip-paris#branch#museum-instead", 4)):
         assert f"OK      {sid}: {count} events, seq 1..{count}, hash chain intact" in out
     match = re.search(r"demo finished in ([0-9.]+)s", out)
     assert match is not None

@@ -57,6 +57,8 @@ def session_factory(boto3_client: Any, table: str) -> Iterator[None]:
     """Install a factory building ``DynamoDBSession`` on a fresh table for this test."""
 
     def build(session_id: str, **kwargs: Any) -> DynamoDBSession:
+        for sqlite_only in ("create_tables", "db_path"):
+            kwargs.pop(sqlite_only, None)
         return DynamoDBSession(session_id, boto3_client, table, **kwargs)
 
     FACTORIES.append(build)
