@@ -20,7 +20,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ChainStatus = Literal["ok", "broken", "unverified", "expired"]
-TimelineKind = Literal["items_added", "item_popped", "session_cleared", "missing", "corrupt"]
+TimelineKind = Literal[
+    "items_added", "item_popped", "session_cleared", "items_replaced", "usage_recorded",
+    "branch_created", "branch_deleted", "missing", "corrupt",
+]
 ProblemKind = Literal[
     "changed", "missing", "reordered", "corrupt", "truncated", "deleted", "rewritten"
 ]  # convlog.verify.ProblemKind

@@ -267,7 +267,12 @@ def _status(seq: int, problem: ProblemOut | None, expired: list[int] | None) -> 
 def _change(kind: str, before: list[Any], after: list[Any]) -> ItemChange:
     if kind == "items_added":
         added, removed = after[len(before):], []
-    else:  # a pop removes the newest item, a clear removes them all
+    elif kind == "items_replaced":  # compaction: a suffix gave way to the new items
+        keep = 0
+        while keep < min(len(before), len(after)) and before[keep] == after[keep]:
+            keep += 1
+        added, removed = after[keep:], before[keep:]
+    else:  # a pop removes the newest item, a clear removes them all (usage: nothing)
         added, removed = [], before[len(after):]
     return ItemChange(added=added, removed=removed, count_before=len(before),
                       count_after=len(after))
