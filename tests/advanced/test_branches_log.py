@@ -108,3 +108,21 @@ async def test_verify_checks_the_branch_origin(boto3_client: Any, table: str) ->
     report = await verify_session(log, "v#branch#alt")
     assert not report.ok and report.problem is not None
     assert report.problem.seq == 1 and "no longer holds" in report.problem.message
+
+
+async def test_rebuild_of_a_branch_starts_from_its_parent(boto3_client: Any, table: str) -> None:
+    from convlog.rebuild import rebuild_session
+    from stream_handlers.projector import build_handler
+
+    session = DynamoDBSession("rb", boto3_client, table)
+    await three_turns(session)
+    await session.create_branch_from_turn(3, "alt")
+    await session.add_items([user("instead")])
+    log = EventLog(boto3_client, table)
+    fed = await rebuild_session(log, "rb#branch#alt", build_handler(boto3_client, table),
+                                reset=True)
+    assert fed == 2
+    views = await read_views(wrap_client(boto3_client), table, "rb#branch#alt")
+    assert views.snapshot is not None
+    assert [i["content"] for i in views.snapshot.items()] == [
+        "q1", "a1", "q2", "a2", "instead"]
