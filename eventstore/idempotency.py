@@ -19,15 +19,16 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import InvalidInputError
+from .errors import AmbiguousResultError, InvalidInputError
 from .events import canonical_json
-from .keys import EVENT_PREFIX, event_sk, session_pk
+from .keys import EVENT_PREFIX, session_pk
 from .log import EventLog, Head
-from .records import StoredEvent, decode_event
+from .records import StoredEvent
 
 RECOGNISE_WINDOW = 32
 """How many of the newest events a retry looks through for its own token."""
@@ -111,13 +112,57 @@ async def recognise(log: EventLog, session_id: str, token: str) -> Recognised:
     return Recognised(head, None)
 
 
-async def read_event(log: EventLog, session_id: str, seq: int) -> StoredEvent | None:
-    """Read one event (without parts) by its seq; ``None`` when absent."""
-    response = await log.db.call(
-        "get_item",
-        TableName=log.table_name,
-        Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": event_sk(seq)}},
-        ConsistentRead=True,
-    )
-    item = response.get("Item")
-    return decode_event(item) if item else None
+class _Keyed(Protocol):
+    """What ``IdempotencyMixin`` needs of the session."""
+
+    _log: EventLog
+    _head: Head | None
+    _ambiguous: set[str]
+    _context_pops: Counter[str]
+
+    def _sid(self, branch_id: str | None = None) -> str: ...
+    def _forget(self) -> None: ...
+
+
+class IdempotencyMixin:
+    """The session's side of exactly-once retries: tokens it may have stored, recognition."""
+
+    _head: Head | None
+
+    def _pop_token(self: _Keyed, explicit: str | None, from_context: str | None) -> str | None:
+        if explicit:
+            return derive_token(explicit, "pop")
+        if from_context:
+            count = self._context_pops[from_context]
+            last = derive_token(from_context, "pop", count)
+            if count and last in self._ambiguous:
+                return last  # this object's retry of a pop whose outcome is unknown
+            self._context_pops[from_context] = count + 1
+            return derive_token(from_context, "pop", count + 1)
+        return None
+
+    async def _recognised(self: _Keyed, token: str) -> StoredEvent | None:
+        """Our event, if an earlier attempt with ``token`` may have stored it.
+
+        Looked for when that attempt's outcome is unknown, or when this object knows no
+        head yet (a retry from a new process); that read yields the head as well.
+        """
+        if token not in self._ambiguous and self._head is not None:
+            return None
+        found = await recognise(self._log, self._sid(), token)
+        self._forget()
+        if found.stored is not None:
+            self._ambiguous.discard(token)
+            return found.stored
+        self._head = found.head
+        return None
+
+    async def _guarded(self: _Keyed, token: str | None, write: Any) -> Any:
+        """Await ``write``; remember ``token`` when its outcome is ambiguous."""
+        try:
+            return await write
+        except AmbiguousResultError:
+            self._forget()
+            if token:
+                self._ambiguous.add(token)
+            raise

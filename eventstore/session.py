@@ -21,7 +21,6 @@ from agents.memory.session_settings import coerce_session_settings, resolve_sess
 from .branches import BranchMixin
 from .compaction import CompactionMixin
 from .errors import (
-    AmbiguousResultError,
     ConcurrencyError,
     ConditionFailedError,
     InvalidInputError,
@@ -29,7 +28,7 @@ from .errors import (
 from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
 from .fold import NewestFirstFold, removal_ttl
 from .history import MAIN_BRANCH, BranchId, branch_base, branch_session_id
-from .idempotency import check_key, context_key, derive_token, recognise
+from .idempotency import IdempotencyMixin, check_key, context_key, derive_token
 from .keys import validate_session_id
 from .log import EventLog, Head, ReadResult
 from .records import Payload, StoredEvent, encode_payload
@@ -44,7 +43,9 @@ MAX_APPEND_ATTEMPTS = 64
 _FAST_RETRIES = 8
 
 
-class DynamoDBSession(BranchMixin, UsageMixin, CompactionMixin, SessionABC):
+class DynamoDBSession(
+    BranchMixin, UsageMixin, CompactionMixin, IdempotencyMixin, SessionABC
+):
     """Conversation history for one session id, stored as events in DynamoDB.
 
     Args:
@@ -235,18 +236,6 @@ class DynamoDBSession(BranchMixin, UsageMixin, CompactionMixin, SessionABC):
         popped: TResponseInputItem | None = await self._guarded(token, self._pop(token or ""))
         return popped
 
-    def _pop_token(self, explicit: str | None, from_context: str | None) -> str | None:
-        if explicit:
-            return derive_token(explicit, "pop")
-        if from_context:
-            count = self._context_pops[from_context]
-            last = derive_token(from_context, "pop", count)
-            if count and last in self._ambiguous:
-                return last  # this object's retry of a pop whose outcome is unknown
-            self._context_pops[from_context] = count + 1
-            return derive_token(from_context, "pop", count + 1)
-        return None
-
     async def _pop(self, token: str) -> TResponseInputItem | None:
         window = self._window if self._window and self._window.head == self._head else None
         self._window = None
@@ -344,32 +333,6 @@ class DynamoDBSession(BranchMixin, UsageMixin, CompactionMixin, SessionABC):
         fold.feed_base(await branch_base(self._log, fold.branch_start, fold.now))
         return ReadResult(fold.items(), result.head, result.snapshot_seq, result.requests,
                           fold.ttls())
-
-    async def _recognised(self, token: str) -> StoredEvent | None:
-        """Our event, if an earlier attempt with ``token`` may have stored it.
-
-        Looked for when that attempt's outcome is unknown, or when this object knows no
-        head yet (a retry from a new process); that read yields the head as well.
-        """
-        if token not in self._ambiguous and self._head is not None:
-            return None
-        found = await recognise(self._log, self._sid(), token)
-        self._forget()
-        if found.stored is not None:
-            self._ambiguous.discard(token)
-            return found.stored
-        self._head = found.head
-        return None
-
-    async def _guarded(self, token: str | None, write: Any) -> Any:
-        """Await ``write``; remember ``token`` when its outcome is ambiguous."""
-        try:
-            return await write
-        except AmbiguousResultError:
-            self._forget()
-            if token:
-                self._ambiguous.add(token)
-            raise
 
     async def _append(
         self, build: Callable[[int, str], Event], payload: Payload | None = None
