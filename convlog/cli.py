@@ -195,7 +195,7 @@ _VERBS: list[tuple[str, str, str, str]] = [
      "\n  convlog replay user-123 --format jsonl > user-123.jsonl"),
     ("verify", "convlog.cli_log:run_verify",
      "check the hash chain and seq sequence of sessions (exit 1 if broken)",
-     "convlog verify user-123\n  convlog verify --all"),
+     "convlog verify user-123\n  convlog verify --all --deep"),
     ("anchor", "convlog.cli_anchor:run_anchor",
      "sign and store a digest of every session head changed since the last one",
      "convlog anchor --digest-bucket my-digests --signing-key alias/convlog-anchor"),
@@ -240,6 +240,8 @@ def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
         target = sub.add_mutually_exclusive_group(required=True)
         target.add_argument("session_id", nargs="?")
         target.add_argument("--all", action="store_true", help="every session in the table")
+        sub.add_argument("--deep", action="store_true",
+                         help="also fold the log and compare it with SNAPSHOT and META")
         _digest_arguments(sub)
     elif name == "anchor":
         _digest_arguments(sub)

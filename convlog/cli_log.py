@@ -40,6 +40,7 @@ from .audit import (
 from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
 from .cli_anchor import digest_store
 from .cli_format import Progress, render_items, render_table, shorten, summarize_event
+from .deep import check_views
 from .purge import execute_purge, plan_purge
 from .rebuild import rebuild_session
 
@@ -127,7 +128,10 @@ def describe_report(report: VerifyReport) -> str:
 
 
 def run_verify(ctx: CliContext) -> int:
-    """``convlog verify (SESSION_ID | --all)``; exit 1 if a session (or a digest) is broken.
+    """``convlog verify (SESSION_ID | --all) [--deep]``; exit 1 if anything is broken.
+
+    ``--deep`` also folds the log and compares it with the ``SNAPSHOT`` and ``META``
+    views (``convlog.deep``), naming any view that disagrees.
 
     With a digest bucket and signing key configured, the signed digests are read and
     checked first, and every session is checked against the heads they anchored
@@ -151,7 +155,15 @@ def run_verify(ctx: CliContext) -> int:
         report = None
         for session_id in ids:
             report = await verify_session(log, session_id, anchored=anchored.get(session_id, ()))
-            ctx.print(describe_report(report))
+            line = describe_report(report)
+            if ctx.args.deep and report.ok and report.events:
+                problems = await check_views(log, session_id)
+                if problems:
+                    line = f"BROKEN  {session_id}: " + "; ".join(p.message for p in problems)
+                    broken += 1
+                else:
+                    line += "; views agree with the log"
+            ctx.print(line)
             broken += 0 if report.ok else 1
         if ctx.args.all:
             ctx.print(f"{len(ids)} sessions checked, {broken} broken")

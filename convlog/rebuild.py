@@ -6,7 +6,10 @@ the session's event items and feeds them, in the exact shape Lambda delivers
 (``{"Records": [...]}``, DynamoDB JSON images with binary as base64), to the same
 projector handler the stream uses. The projector's writes are conditional on the seq
 they apply, so a rebuild is idempotent; ``reset=True`` first deletes the session's
-snapshot and meta items so that they are recomputed from seq 1.
+snapshot and meta items so that they are recomputed from seq 1. Without it, a view that
+disagrees with the log (``convlog.deep.check_views``: forged, corrupt, or ahead of the
+log, which no conditional write would ever replace) is deleted first, so the rebuild
+repairs it.
 
 The handler is passed in: ``eventstore`` never imports ``stream_handlers``.
 
@@ -31,6 +34,7 @@ from eventstore.log import EventLog
 from eventstore.records import AttrMap
 from eventstore.table import STREAM_BATCH_SIZE, STREAM_VIEW_TYPE
 
+from .deep import check_views
 from .pump import lambda_image
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -101,7 +105,7 @@ async def rebuild_session(
         StorageError: The projector reported a record as failed (the views then stop
             before that event; the message names its seq).
     """
-    if reset:
+    if reset or await check_views(log, session_id):
         await reset_views(log, session_id)
     fed = 0
     batch: list[dict[str, Any]] = []

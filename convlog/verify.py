@@ -37,6 +37,8 @@ from eventstore.records import AttrMap, StoredEvent, decode_event
 if TYPE_CHECKING:
     from .anchor import AnchoredHead
 
+VERIFY_PAGE = 500  # items per Query page while verifying
+
 ProblemKind = Literal[
     "changed", "missing", "reordered", "corrupt", "truncated", "deleted", "rewritten"
 ]
@@ -98,6 +100,7 @@ async def verify_session(
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}},
         ConsistentRead=True,
+        Limit=VERIFY_PAGE,  # bounded pages: memory does not grow with the history
     ):
         if item["sk"]["S"] == event_sk(1):
             first = item

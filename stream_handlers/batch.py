@@ -5,13 +5,14 @@ malformed one raises, so Powertools reports it in ``batchItemFailures``) and fil
 under its session. ``ProjectionBatch.flush`` then, for each session: reads the current
 views (one ``Query``), orders the events by seq, fills a gap from the table, folds
 (``projections.project_session``) and writes the snapshot and the meta item once each,
-with a condition on the last applied seq, plus the tool-cache entries. The stored
+with a condition on the last applied seq, plus the tool-cache entries. A record that
+cannot be decoded is projected from the table's copy of its event (the truth). The stored
 snapshot is built on only when the chain proves it (the first new event's ``prev_hash``
 is the snapshot's ``hash``); otherwise, or when it cannot be decoded, the session is
 folded from its first stored event. A failure in one session never fails the others'
 records. A session blocked
-by an event it cannot read reports that record and every later one of the session as
-failed: the views stop at the last good event, never past it.
+by an event whose table copy it cannot read reports that record and every later one of
+the session as failed: the views stop at the last good event, never past it.
 
 Example:
     ```python
@@ -96,18 +97,32 @@ class ProjectionBatch:
         self.order: list[str] = []
 
     def collect(self, record: DynamoDBRecord) -> None:
-        """Powertools record handler: decode and file one record (raises if malformed)."""
+        """Powertools record handler: decode and file one record.
+
+        The table's copy of an event is the truth: a record whose image cannot be
+        decoded, but whose keys name a session and seq, is filed to be read from the
+        table (``flush`` then projects it, or reports it failed if that copy is bad
+        too). A record without usable keys raises (Powertools reports it failed).
+        """
         raw = record.raw_event
-        self.order.append(str(raw.get("dynamodb", {}).get("SequenceNumber", "")))
+        record_id = str(raw.get("dynamodb", {}).get("SequenceNumber", ""))
+        self.order.append(record_id)
         try:
             rec = classify(raw)
         except CorruptEventError as exc:
             session, seq = record_location(raw)
-            self.logger.error(
-                f"rejected stream record: session {session} seq {seq}: {exc}",
+            if session == "?" or not seq.isdigit():
+                self.logger.error(
+                    f"rejected stream record: session {session} seq {seq}: {exc}",
+                    extra={"session_id": session, "seq": seq},
+                )
+                raise
+            self.logger.warning(
+                f"stream record of session {session} seq {seq} cannot be decoded ({exc}); "
+                "projecting the table's copy",
                 extra={"session_id": session, "seq": seq},
             )
-            raise
+            rec = EventRecord(record_id, session, int(seq), None)
         if rec is not None:
             self.sessions[rec.session_id].append(rec)
 

@@ -82,10 +82,12 @@ def test_bad_image_is_a_reported_failure_with_a_log_line(
     handler = build_handler(boto3_client, table)
     assert handler(event, None) == {"batchItemFailures": [{"itemIdentifier": record_id}]}
     assert view_items(boto3_client, table) == []
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "session canned-trip seq 1 cannot be decoded" in warnings[0].getMessage()
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1
-    assert "session canned-trip seq 1" in errors[0].getMessage()
-    assert (errors[0].session_id, errors[0].seq) == ("canned-trip", "1")
+    assert len(errors) == 1  # the table holds no copy to project instead (case 8)
+    assert "session canned-trip blocked at seq 1" in errors[0].getMessage()
+    assert (errors[0].session_id, errors[0].seq) == ("canned-trip", 1)
 
 
 def test_bad_record_among_good_ones_fails_alone(boto3_client: Any, table: str) -> None:

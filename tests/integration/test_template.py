@@ -111,7 +111,7 @@ def test_template_table_and_mapping_agree_with_eventstore(template: dict[str, An
     types = sorted(r["Type"] for r in transformed["Resources"].values())
     # Explicit roles mean SAM adds none (no broad AWSLambdaDynamoDBExecutionRole).
     roles = {n for n, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    assert roles == {"ProjectorRole", "ConsoleRole", "ConsolePurgeRole"}
+    assert roles == {"ProjectorRole", "ConsoleRole", "ConsolePurgeRole", "AnchorRole"}
     assert types.count(ALARM_TYPE) == 4
     assert types.count("AWS::Lambda::EventSourceMapping") == 1
 
@@ -126,8 +126,10 @@ def test_every_handler_resolves_to_the_real_callable(template: dict[str, Any]) -
         for r in transformed["Resources"].values()
         if r["Type"] == tc.LAMBDA_FUNCTION
     }
-    assert handlers == {"stream_handlers.projector.handler", "stream_handlers.console.handler"}
-    for module in ("stream_handlers.projector", "stream_handlers.console"):
+    assert handlers == {"stream_handlers.projector.handler", "stream_handlers.console.handler",
+                        "stream_handlers.anchor.handler"}
+    for module in ("stream_handlers.projector", "stream_handlers.console",
+                   "stream_handlers.anchor"):
         real = importlib.import_module(module).handler
         assert tc.resolve_handler(f"{module}.handler") is real
 
