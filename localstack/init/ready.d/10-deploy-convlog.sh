@@ -31,6 +31,8 @@ awslocal cloudformation deploy \
   --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
   --parameter-overrides "TableName=$TABLE" "LogLevel=${CONVLOG_LOG_LEVEL:-DEBUG}" \
       "TtlSeconds=${CONVLOG_TOOL_TTL:-3600}" \
+      "AnchorSchedule=${CONVLOG_ANCHOR_SCHEDULE:-rate(5 minutes)}" \
+      "DigestRetentionDays=${CONVLOG_DIGEST_RETENTION_DAYS:-1}" \
   --no-fail-on-empty-changeset
 awslocal cloudformation describe-stacks --stack-name "$STACK" \
   --query "Stacks[0].[StackStatus, Outputs]" --output json
