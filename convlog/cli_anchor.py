@@ -25,29 +25,28 @@ BUCKET_ENV = "CONVLOG_DIGEST_BUCKET"
 KEY_ENV = "CONVLOG_SIGNING_KEY"
 
 
-def digest_store(ctx: CliContext, *, required: bool = False) -> DigestStore | None:
-    """The digest store the flags or environment name, or ``None`` if neither is set.
-
-    Raises:
-        InvalidInputError: ``required`` and the bucket or the key is not configured.
-    """
+def digest_store(ctx: CliContext) -> DigestStore | None:
+    """The digest store the flags or environment name, or ``None`` if either is unset."""
     bucket = getattr(ctx.args, "digest_bucket", None) or os.environ.get(BUCKET_ENV)
     key = getattr(ctx.args, "signing_key", None) or os.environ.get(KEY_ENV)
     if not (bucket and key):
-        if required:
-            raise InvalidInputError(
-                f"convlog anchor needs a digest bucket and a signing key: pass "
-                f"--digest-bucket and --signing-key or set {BUCKET_ENV} and {KEY_ENV} "
-                "(convlog serve prints local ones)"
-            )
         return None
     return DigestStore(ctx.client("s3"), ctx.client("kms"), bucket, key, ctx.table)
 
 
 def run_anchor(ctx: CliContext) -> int:
-    """``convlog anchor``: sign and store one digest of every head changed since the last."""
-    store = digest_store(ctx, required=True)
-    assert store is not None
+    """``convlog anchor``: sign and store one digest of every head changed since the last.
+
+    Raises:
+        InvalidInputError: The digest bucket or the signing key is not configured.
+    """
+    store = digest_store(ctx)
+    if store is None:
+        raise InvalidInputError(
+            f"convlog anchor needs a digest bucket and a signing key: pass "
+            f"--digest-bucket and --signing-key or set {BUCKET_ENV} and {KEY_ENV} "
+            "(convlog serve prints local ones)"
+        )
     digest = run_async(write_digest(EventLog(ctx.client(), ctx.table), store))
     ctx.print(f"digest {digest.number}: {len(digest.heads)} session head(s) anchored in "
               f"s3://{store.bucket}/{store.object_key(digest)}")

@@ -255,3 +255,17 @@ def test_verify_all_includes_sessions_whose_every_event_was_deleted(
         boto3_client.delete_item(TableName=table, Key=event_key(sid, seq))
     code, out = verify(endpoint, table, capsys, "--all")
     assert code == 1 and f"BROKEN  {sid}: seq 1..2 missing: digest 1 anchored seq 2" in out
+
+
+def test_anchor_without_a_bucket_or_key_is_a_one_line_error(
+    endpoint: EmbeddedEndpoint, table: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CONVLOG_DIGEST_BUCKET", raising=False)
+    monkeypatch.delenv("CONVLOG_SIGNING_KEY", raising=False)
+    result = cli(capsys, endpoint, table, "anchor")
+    assert result.code == 2 and result.out == ""
+    assert result.err.strip() == (
+        "convlog anchor: error: convlog anchor needs a digest bucket and a signing key: "
+        "pass --digest-bucket and --signing-key or set CONVLOG_DIGEST_BUCKET and "
+        "CONVLOG_SIGNING_KEY (convlog serve prints local ones)")
