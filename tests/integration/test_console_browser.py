@@ -1,12 +1,14 @@
 """The console page in a real headless browser: Debian's chromium driven by playwright.
 
 .ci/run installs chromium with apt-get when it is missing and it runs as root; only a
-machine with no chromium at all skips, and says why. The test saves screenshots to
-docs/console/ (light and dark), which the README shows.
+machine with no chromium at all skips, and says why. The test saves screenshots (light and
+dark) to build/console-screenshots/; with CONVLOG_UPDATE_SCREENSHOTS=1 it writes them to
+docs/console/ instead, which the README shows (so a plain test run leaves the checkout clean).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +22,8 @@ from convlog.console.server import ConsoleServer
 from convlog.local import EmbeddedEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "console"
+SHOTS = ROOT / ("docs/console" if os.environ.get("CONVLOG_UPDATE_SCREENSHOTS") == "1"
+                else "build/console-screenshots")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
