@@ -18,8 +18,8 @@ import os
 from eventstore.errors import InvalidInputError
 from eventstore.log import EventLog
 
-from .anchor import DigestStore, write_digest
-from .cli import EXIT_OK, CliContext, run_async
+from .anchor import DigestStore, create_anchor_resources, write_digest
+from .cli import EXIT_OK, CliContext, make_client, run_async
 
 BUCKET_ENV = "CONVLOG_DIGEST_BUCKET"
 KEY_ENV = "CONVLOG_SIGNING_KEY"
@@ -51,3 +51,11 @@ def run_anchor(ctx: CliContext) -> int:
     ctx.print(f"digest {digest.number}: {len(digest.heads)} session head(s) anchored in "
               f"s3://{store.bucket}/{store.object_key(digest)}")
     return EXIT_OK
+
+
+def local_anchor_resources(url: str, table: str) -> tuple[str, str]:
+    """For ``convlog serve``: a local Object Lock bucket and signing key at ``url``."""
+    bucket = "".join(c if c.isalnum() else "-" for c in f"convlog-digests-{table}".lower())
+    bucket = bucket[:63].strip("-")
+    s3, kms = make_client("s3", url, "us-east-1"), make_client("kms", url, "us-east-1")
+    return bucket, create_anchor_resources(s3, kms, bucket)

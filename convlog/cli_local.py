@@ -38,7 +38,8 @@ from eventstore.table import create_table_if_not_exists
 from eventstore.views import ToolCacheEntry, decode_tool_entry, read_views
 
 from .audit import replay, verify_session
-from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, make_client, run_async
+from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
+from .cli_anchor import local_anchor_resources
 from .cli_format import render_items, shorten
 from .cli_log import describe_report, render_replay, render_sessions
 from .demo import TOOL_NAME, DemoResult, run_conversation
@@ -338,7 +339,7 @@ def run_serve(ctx: CliContext) -> int:
                       f"AWS_ACCESS_KEY_ID={LOCAL_CREDENTIALS['aws_access_key_id']} "
                       f"AWS_SECRET_ACCESS_KEY={LOCAL_CREDENTIALS['aws_secret_access_key']}")
             ctx.print(f"  export CONVLOG_TABLE={ctx.table}")
-            bucket, key_id = _anchor_resources(ctx, url)
+            bucket, key_id = local_anchor_resources(url, ctx.table)
             ctx.print(f"  export AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_KMS={url}")
             ctx.print(f"  export CONVLOG_DIGEST_BUCKET={bucket} CONVLOG_SIGNING_KEY={key_id}")
             ctx.print("press Ctrl-C to stop")
@@ -376,15 +377,6 @@ def _console(ctx: CliContext, client: Any) -> Any:
 
     app = create_app(client, ctx.table, admin=ctx.args.console_admin)
     return ConsoleServer(app, ctx.args.console_port).start()
-
-
-def _anchor_resources(ctx: CliContext, url: str) -> tuple[str, str]:
-    """A local Object Lock bucket and signing key for ``convlog anchor`` / ``verify``."""
-    from .anchor import create_anchor_resources
-
-    bucket = "".join(c if c.isalnum() else "-" for c in f"convlog-digests-{ctx.table}".lower())
-    s3, kms = make_client("s3", url, LOCAL_REGION), make_client("kms", url, LOCAL_REGION)
-    return bucket[:63].strip("-"), create_anchor_resources(s3, kms, bucket[:63].strip("-"))
 
 
 def _logging(ctx: CliContext, handler: Handler | None) -> Handler | None:
