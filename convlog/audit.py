@@ -100,22 +100,36 @@ async def replay(
     Raises:
         InvalidInputError: Both ``at_seq`` and ``as_of`` given, or a negative seq.
     """
-    if at_seq is not None and as_of is not None:
-        raise InvalidInputError("give at most one of at_seq and as_of")
-    if at_seq is not None and at_seq < 0:
-        raise InvalidInputError(f"at_seq must be >= 0, got {at_seq}")
     moment = parse_time(as_of) if isinstance(as_of, str) else as_of
-    events: list[StoredEvent] = []
-    async for stored in log.iter_events(session_id, upto_seq=at_seq):
-        if moment is not None and parse_time(stored.event.ts) > moment:
-            break
-        events.append(stored)
+    events = [stored async for stored in iter_replay(log, session_id, at_seq, moment)]
     now = moment.timestamp() if moment is not None else time.time()
     start = None
     if events and events[0].event.type == "branch_created":  # a branch: its parent's prefix
         start = await branch_base(log, events[0], now)
     snapshot = fold_forward(events, start, now=now)
     return ReplayResult(session_id, events, snapshot.items(now), snapshot.seq)
+
+
+async def iter_replay(
+    log: EventLog,
+    session_id: str,
+    at_seq: int | None = None,
+    as_of: datetime | str | None = None,
+) -> AsyncIterator[StoredEvent]:
+    """Yield the events ``replay`` would return, one at a time (constant memory).
+
+    Raises:
+        InvalidInputError: Both ``at_seq`` and ``as_of`` given, or a negative seq.
+    """
+    if at_seq is not None and as_of is not None:
+        raise InvalidInputError("give at most one of at_seq and as_of")
+    if at_seq is not None and at_seq < 0:
+        raise InvalidInputError(f"at_seq must be >= 0, got {at_seq}")
+    moment = parse_time(as_of) if isinstance(as_of, str) else as_of
+    async for stored in log.iter_events(session_id, upto_seq=at_seq):
+        if moment is not None and parse_time(stored.event.ts) > moment:
+            return
+        yield stored
 
 
 def export_line(stored: StoredEvent) -> dict[str, Any]:

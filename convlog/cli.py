@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -32,6 +33,8 @@ from typing import Any, TextIO, TypeVar
 from urllib.parse import urlparse
 
 from eventstore.errors import ConvlogError, InvalidInputError, StorageError
+from eventstore.log import EventLog
+from eventstore.payloads import PayloadStore
 
 T = TypeVar("T")
 DEFAULT_TABLE = "agent_sessions"
@@ -95,6 +98,12 @@ class CliContext:
             self._client = client
         return client
 
+    def event_log(self) -> EventLog:
+        """The event log, reading large payloads from ``CONVLOG_BUCKET`` when it is set."""
+        bucket = os.environ.get("CONVLOG_BUCKET") or None
+        payloads = PayloadStore(self.client("s3"), bucket) if bucket else None
+        return EventLog(self.client(), self.table, payloads=payloads)
+
     def print(self, *parts: object) -> None:
         """Write a line to stdout."""
         print(*parts, file=self.out)
@@ -147,10 +156,13 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def load_projector(spec: str, client: Any, table: str) -> Callable[[dict[str, Any], Any], Any]:
+def load_projector(
+    spec: str, client: Any, table: str, **options: Any
+) -> Callable[[dict[str, Any], Any], Any]:
     """Build the stream handler from the factory named ``module:function``.
 
-    The factory is called as ``factory(client, table)`` and returns a Lambda-style
+    The factory is called as ``factory(client, table)`` (plus those of ``options``,
+    e.g. ``s3_client`` and ``bucket_name``, that it accepts) and returns a Lambda-style
     handler ``handler(event, context)``. The CLI is the composition root:
     ``eventstore`` never imports ``stream_handlers``; the factory is looked up by name
     at run time, as Lambda looks up its handler.
@@ -163,7 +175,9 @@ def load_projector(spec: str, client: Any, table: str) -> Callable[[dict[str, An
         factory = getattr(importlib.import_module(module_name), attr or "build_handler")
     except (ImportError, AttributeError) as exc:
         raise InvalidInputError(f"cannot load projector {spec!r}: {exc}") from exc
-    handler: Callable[[dict[str, Any], Any], Any] = factory(client, table)
+    accepted = inspect.signature(factory).parameters
+    extra = {k: v for k, v in options.items() if k in accepted}
+    handler: Callable[[dict[str, Any], Any], Any] = factory(client, table, **extra)
     return handler
 
 

@@ -34,6 +34,7 @@ from eventstore.errors import InvalidInputError, OptionalDependencyError
 from eventstore.fold import Snapshot
 from eventstore.keys import tool_pk
 from eventstore.log import EventLog
+from eventstore.payloads import create_bucket_if_not_exists
 from eventstore.table import create_table_if_not_exists
 from eventstore.views import ToolCacheEntry, decode_tool_entry, read_views
 
@@ -43,7 +44,7 @@ from .cli_anchor import local_anchor_resources
 from .cli_format import render_items, shorten
 from .cli_log import describe_report, render_replay, render_sessions
 from .demo import TOOL_NAME, DemoResult, run_conversation
-from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint
+from .local import LOCAL_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint, local_client
 from .pump import StreamPump
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -106,9 +107,9 @@ class _Pump:
             self.pump.stop()
 
 
-def _projector(ctx: CliContext, spec: str, client: Any) -> Handler | None:
+def _projector(ctx: CliContext, spec: str, client: Any, **options: Any) -> Handler | None:
     try:
-        return load_projector(spec, client, ctx.table)
+        return load_projector(spec, client, ctx.table, **options)
     except InvalidInputError as exc:
         ctx.warn(f"convlog {ctx.args.verb}: projections off ({exc})")
         return None
@@ -324,7 +325,10 @@ def run_serve(ctx: CliContext) -> int:
     try:
         with _endpoint(ctx, ctx.args.port) as (client, streams, url, _):
             run_async(create_table_if_not_exists(client, ctx.table))
-            handler = None if ctx.args.no_projector else _projector(ctx, ctx.args.projector, client)
+            s3 = local_client(url, "s3")  # large payloads (eventstore.payloads)
+            run_async(create_bucket_if_not_exists(s3, LOCAL_BUCKET))
+            handler = None if ctx.args.no_projector else _projector(
+                ctx, ctx.args.projector, client, s3_client=s3, bucket_name=LOCAL_BUCKET)
             console = _console(ctx, client)
             pump = _Pump(client, ctx.table, _logging(ctx, handler), streams)
             pump.start()
@@ -342,6 +346,7 @@ def run_serve(ctx: CliContext) -> int:
             bucket, key_id = local_anchor_resources(url, ctx.table)
             ctx.print(f"  export AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_KMS={url}")
             ctx.print(f"  export CONVLOG_DIGEST_BUCKET={bucket} CONVLOG_SIGNING_KEY={key_id}")
+            ctx.print(f"  export CONVLOG_BUCKET={LOCAL_BUCKET}  # large payloads (README)")
             ctx.print("press Ctrl-C to stop")
             ctx.out.flush()
             try:

@@ -33,6 +33,7 @@ from .audit import (
     VerifyReport,
     export_line,
     import_line,
+    iter_replay,
     iter_session_ids,
     replay,
     verify_session,
@@ -48,7 +49,7 @@ from .rebuild import rebuild_session
 def run_replay(ctx: CliContext) -> int:
     """``convlog replay SESSION_ID [--at-seq N | --as-of TIME] [--format ...]``."""
     session_id = validate_session_id(ctx.args.session_id)
-    log = EventLog(ctx.client(), ctx.table)
+    log = ctx.event_log()
     at_seq = ctx.args.at_seq
     if at_seq is not None:
         head = run_async(log.read_head(session_id)).seq
@@ -56,15 +57,24 @@ def run_replay(ctx: CliContext) -> int:
             raise InvalidInputError(
                 f"--at-seq {at_seq} is beyond the newest event of {session_id!r} (seq {head})"
             )
-    result = run_async(replay(log, session_id, at_seq=at_seq, as_of=ctx.args.as_of))
     fmt = ctx.args.format
+    if fmt == "jsonl":  # one event at a time: constant memory, whatever the length
+        async def stream() -> int:
+            count = 0
+            async for stored in iter_replay(log, session_id, at_seq, ctx.args.as_of):
+                ctx.print(json.dumps(export_line(stored), ensure_ascii=False))
+                count += 1
+            return count
+
+        if run_async(stream()) == 0 and run_async(log.read_head(session_id)).seq == 0:
+            ctx.warn(f"convlog replay: session {session_id!r} has no events in {ctx.table!r}")
+            return EXIT_FAILED
+        return EXIT_OK
+    result = run_async(replay(log, session_id, at_seq=at_seq, as_of=ctx.args.as_of))
     if not result.events and run_async(log.read_head(session_id)).seq == 0:
         ctx.warn(f"convlog replay: session {session_id!r} has no events in {ctx.table!r}")
         return EXIT_FAILED
-    if fmt == "jsonl":
-        for stored in result.events:
-            ctx.print(json.dumps(export_line(stored), ensure_ascii=False))
-    elif fmt == "json":
+    if fmt == "json":
         ctx.print(json.dumps(replay_json(result), ensure_ascii=False, indent=2))
     else:
         ctx.print(render_replay(result, ctx.args.at_seq, ctx.args.as_of))
@@ -137,7 +147,7 @@ def run_verify(ctx: CliContext) -> int:
     checked first, and every session is checked against the heads they anchored
     (``--all`` then also covers anchored sessions whose events are all gone).
     """
-    log = EventLog(ctx.client(), ctx.table)
+    log = ctx.event_log()
     store = digest_store(ctx)
     anchors = store.load() if store is not None else None
     if anchors is not None and anchors.problem:
@@ -195,7 +205,7 @@ def run_import(ctx: CliContext) -> int:
                 "line before it; nothing written"
             )
         previous[sid] = stored.hash
-    log = EventLog(ctx.client(), ctx.table)
+    log = ctx.event_log()
 
     async def go() -> int:
         written = 0

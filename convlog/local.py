@@ -1,4 +1,4 @@
-"""The embedded DynamoDB-compatible endpoint: moto's server, in-process, on 127.0.0.1.
+"""The embedded AWS endpoint: moto's server (DynamoDB, Streams, S3), in-process, on 127.0.0.1.
 
 Used by ``convlog demo``, ``convlog serve`` and the tests so that every call goes over
 HTTP through real botocore clients. moto executes requests on several threads without
@@ -30,6 +30,7 @@ LOCAL_EXTRA_HINT = (
 )
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+LOCAL_BUCKET = "convlog-payloads"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -40,6 +41,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def local_client_kwargs(url: str, service: str = "dynamodb") -> dict[str, Any]:
+    """Keyword arguments for a client of the embedded endpoint at ``url``."""
+    kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": LOCAL_REGION,
+                              **LOCAL_CREDENTIALS}
+    if service == "s3":
+        from botocore.config import Config
+
+        kwargs["config"] = Config(s3={"addressing_style": "path"})
+    return kwargs
+
+
+def local_client(url: str, service: str = "dynamodb", **config: Any) -> Any:
+    """A boto3 client for ``service`` on the embedded endpoint at ``url``."""
+    import boto3
+
+    make_client: Any = boto3.client  # the service name is not a literal here
+    return make_client(service, **local_client_kwargs(url, service), **config)
 
 
 class _Serialized:
@@ -117,18 +137,12 @@ class EmbeddedEndpoint:
             self._thread = None
 
     def client(self, service: str = "dynamodb", **config: Any) -> Any:
-        """A boto3 client for ``service`` bound to this endpoint."""
-        import boto3
+        """A boto3 client for ``service`` bound to this endpoint (S3: path-style)."""
+        return local_client(self.url, service, **config)
 
-        make_client: Any = boto3.client  # the service name is not a literal here
-        return make_client(
-            service, endpoint_url=self.url, region_name=LOCAL_REGION,
-            **LOCAL_CREDENTIALS, **config,
-        )
-
-    def client_kwargs(self) -> dict[str, Any]:
+    def client_kwargs(self, service: str = "dynamodb") -> dict[str, Any]:
         """Keyword arguments for ``create_client``/``boto3.client`` to reach this endpoint."""
-        return {"endpoint_url": self.url, "region_name": LOCAL_REGION, **LOCAL_CREDENTIALS}
+        return local_client_kwargs(self.url, service)
 
     def __enter__(self) -> EmbeddedEndpoint:
         return self.start()

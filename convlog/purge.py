@@ -40,6 +40,7 @@ from eventstore.keys import (
     session_pk,
     validate_session_id,
 )
+from eventstore.payloads import PayloadStore
 from eventstore.records import AttrMap
 
 BATCH_SIZE = 25
@@ -147,12 +148,19 @@ async def execute_purge(
     plan: PurgePlan,
     *,
     on_batch: Callable[[int], None] | None = None,
+    payloads: PayloadStore | None = None,
 ) -> int:
     """Delete every key of ``plan`` in batches of 25; return how many were deleted.
+
+    With ``payloads``, the sessions' objects in the payload bucket (large events and
+    snapshots) are deleted first, so no copy of a purged payload stays in S3.
 
     Raises:
         StorageError: Items stayed unprocessed after ``MAX_BATCH_ATTEMPTS`` tries.
     """
+    if payloads is not None:
+        for session_id in plan.sessions:
+            await payloads.delete_session(session_id)
     deleted = 0
     for start in range(0, len(plan.keys), BATCH_SIZE):
         batch = plan.keys[start : start + BATCH_SIZE]

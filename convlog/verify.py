@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from eventstore.errors import CorruptEventError
+from eventstore.errors import CorruptEventError, PayloadStoreRequiredError
 from eventstore.events import GENESIS_HASH, chain_hash, payload_data, payload_digest
 from eventstore.keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, seq_of, session_pk
 from eventstore.log import EventLog
-from eventstore.records import AttrMap, StoredEvent, decode_event
+from eventstore.records import AttrMap, StoredEvent, decode_event, object_ref
 
 if TYPE_CHECKING:
     from .anchor import AnchoredHead
@@ -104,7 +104,13 @@ async def verify_session(
     ):
         if item["sk"]["S"] == event_sk(1):
             first = item
-        if not verifier.feed(item):
+        payload: bytes | Exception | None = None
+        if object_ref(item) is not None and not is_part_sk(item["sk"]["S"]):
+            try:  # the payload is in S3: fetched (and checked) here, one event at a time
+                payload = await log.fetch_payload(item)
+            except (CorruptEventError, PayloadStoreRequiredError) as exc:
+                payload = exc
+        if not verifier.feed(item, payload):
             break
     report = verifier.finish()
     if report.ok and first is not None:
@@ -172,12 +178,17 @@ class SessionVerifier:
             self.anchored.setdefault(head.seq, []).append(head)
         self.found: dict[int, str] = {}  # hash of each anchored seq present in the log
         self.pending: AttrMap | None = None
+        self.payload: bytes | Exception | None = None
         self.parts: list[AttrMap] = []
         self.snapshot_seq: int | None = None
         self.snapshot_ttl: int | None = None
 
-    def feed(self, item: AttrMap) -> bool:
-        """Take the next item; ``False`` once a problem is found (stop feeding)."""
+    def feed(self, item: AttrMap, payload: bytes | Exception | None = None) -> bool:
+        """Take the next item; ``False`` once a problem is found (stop feeding).
+
+        ``payload`` is the S3 payload of an event head that keeps it there (its canonical
+        JSON, or the error fetching it raised).
+        """
         sk = item["sk"]["S"]
         if sk.startswith(EVENT_PREFIX):
             if is_part_sk(sk):
@@ -185,7 +196,7 @@ class SessionVerifier:
                 return True
             if not self._flush():
                 return False
-            self.pending = item
+            self.pending, self.payload = item, payload
         elif sk == SNAPSHOT_SK:
             self.snapshot_seq = int(item["seq"]["N"])
             self.snapshot_ttl = int(item["ttl"]["N"]) if "ttl" in item else None
@@ -217,7 +228,7 @@ class SessionVerifier:
         self.pending, self.parts = None, []
         if pending is None:
             return True
-        if not self.walk.step(pending, parts):
+        if not self.walk.step(pending, parts, self.payload):
             return False
         prev = self.walk.prev
         if prev is not None and prev.event.seq in self.anchored:
@@ -281,11 +292,15 @@ class _ChainWalk:
         self.report.problem = Problem(seq, kind, message)
         return False
 
-    def step(self, head: AttrMap, parts: list[AttrMap]) -> bool:
+    def step(
+        self, head: AttrMap, parts: list[AttrMap], payload: bytes | Exception | None = None
+    ) -> bool:
         report, sk_seq = self.report, seq_of(head["sk"]["S"])
         try:
-            stored = decode_event(head, parts)
-        except CorruptEventError as exc:
+            if isinstance(payload, Exception):
+                raise payload
+            stored = decode_event(head, parts, raw=payload)
+        except (CorruptEventError, PayloadStoreRequiredError) as exc:
             return self.fail(sk_seq, "corrupt", f"seq {sk_seq} cannot be decoded: {exc}")
         event = stored.event
         if event.seq != sk_seq:

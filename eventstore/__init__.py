@@ -25,6 +25,7 @@ _EXPORTS = {
     "DynamoDBSession": "eventstore.session",
     "EventLog": "eventstore.log",
     "create_table_if_not_exists": "eventstore.table",
+    "create_bucket_if_not_exists": "eventstore.payloads",
     "ToolCache": "eventstore.toolcache",
     "cached_tool": "eventstore.toolcache",
     "list_sessions": "eventstore.sessions_index",
@@ -37,6 +38,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .errors import ConvlogError as ConvlogError
     from .log import EventLog as EventLog
+    from .payloads import create_bucket_if_not_exists as create_bucket_if_not_exists
     from .session import DynamoDBSession as DynamoDBSession
     from .sessions_index import SessionInfo as SessionInfo
     from .sessions_index import SessionPage as SessionPage

@@ -43,7 +43,11 @@ class InvalidClientError(InvalidInputError, TypeError):
 
 
 class PayloadTooLargeError(InvalidInputError):
-    """An event is too large even when compressed and split into transactional parts."""
+    """An add breaks a cap, or (without a payload bucket) does not fit in the table."""
+
+
+class PayloadStoreRequiredError(InvalidInputError):
+    """A payload lives in S3 (or is too large for the table) and no bucket was given."""
 
 
 class StorageError(ConvlogError):
@@ -92,6 +96,10 @@ class ConcurrencyError(StorageError):
 
 class CorruptEventError(ConvlogError):
     """A stored event cannot be decoded (malformed image or unknown schema version)."""
+
+
+class PayloadMissingError(CorruptEventError):
+    """An event or snapshot points to an S3 object that is not there (erased or removed)."""
 
 
 class OptionalDependencyError(ConvlogError, ImportError):

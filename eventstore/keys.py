@@ -2,9 +2,9 @@
 
 | item | ``pk`` | ``sk`` |
 |---|---|---|
-| event | ``SESSION#<id>`` | ``EVENT#<seq, 12 digits>`` (parts: ``...#0001``) |
+| event | ``SESSION#<id>`` | ``EVENT#<seq, 12 digits>`` (parts: ``...#<digest16>#0001``) |
 | session meta | ``SESSION#<id>`` | ``META`` |
-| snapshot | ``SESSION#<id>`` | ``SNAPSHOT`` (parts: ``SNAPSHOT#0001``) |
+| snapshot | ``SESSION#<id>`` | ``SNAPSHOT`` (parts: ``SNAPSHOT#<digest16>#0001``) |
 | tool cache | ``TOOL#<name>`` | ``ARGS#<sha256>`` |
 
 ``EVENT#`` < ``META`` < ``SNAPSHOT``, so a newest-first ``Query`` on a session partition
@@ -32,6 +32,7 @@ USER_PREFIX = "USER#"
 SEQ_DIGITS = 12
 MAX_SESSION_ID_BYTES = 1024
 MAX_SEQ = 10**SEQ_DIGITS - 1
+PART_TAG_CHARS = 16
 
 
 def validate_session_id(session_id: object) -> str:
@@ -90,9 +91,18 @@ def is_event_sk(sk: str) -> bool:
     return sk.startswith(EVENT_PREFIX)
 
 
+def part_base(base_sk: str, digest: str) -> str:
+    """Where the parts of a payload with this digest live (``<sk>#<digest[:16]>``).
+
+    Parts are addressed by their content, so two writers racing for one seq (or two
+    projectors for one snapshot) never overwrite each other's parts with other bytes.
+    """
+    return f"{base_sk}#{digest[:PART_TAG_CHARS]}"
+
+
 def is_part_sk(sk: str) -> bool:
     """Whether ``sk`` is an extra part of an event or snapshot."""
-    return sk.count("#") == (2 if sk.startswith(EVENT_PREFIX) else 1)
+    return sk.count("#") >= (2 if sk.startswith(EVENT_PREFIX) else 1)
 
 
 def user_pk(user_id: str) -> str:

@@ -16,20 +16,42 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import DynamoClient, wrap_client
-from .errors import AmbiguousResultError, ConditionFailedError, CorruptEventError
+from .errors import (
+    AmbiguousResultError,
+    ConditionFailedError,
+    PayloadStoreRequiredError,
+    StorageError,
+)
 from .events import GENESIS_HASH, Event, chain_hash, payload_data, payload_digest
 from .fold import NewestFirstFold, Snapshot
-from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, session_pk
-from .records import AttrMap, Payload, StoredEvent, decode_event, encode_event
-from .snapshots import decode_snapshot
+from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, seq_of, session_pk
+from .limits import DEFAULT_MAX_STATE_BYTES, Limits
+from .records import (
+    DIGEST_ATTR,
+    AttrMap,
+    Body,
+    StoredEvent,
+    decode_event,
+    encode_body,
+    encode_event,
+    object_ref,
+)
+from .snapshots import LazySnapshot, decode_snapshot
 
+if TYPE_CHECKING:
+    from .payloads import PayloadStore
+
+STORE_HINT = (
+    ", or give DynamoDBSession an s3_client and bucket_name (create_bucket_if_not_exists)"
+    " to keep large payloads in S3"
+)
 AMBIGUOUS_RETRIES = 3
 # The first page holds a fresh snapshot (head, parts), META and the projector's usual
 # lag; a larger one would pay for events the snapshot already covers. Without a
@@ -39,7 +61,6 @@ FIRST_PAGE = 16
 SLACK = 8
 SESSION_KEYS_BELOW = "T"  # EVENT#... < META < SNAPSHOT... < T
 MAX_PAGE = 4096
-_TOKEN_NAMESPACE = uuid.UUID("6f1d0c4e-9a57-4f0b-8a1e-2b7c5d9e3f10")
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,8 @@ class EventLog:
     Args:
         client: A boto3 or aiobotocore DynamoDB client (or a ``DynamoClient``).
         table_name: The table.
+        max_payload_bytes: Never inflate an event payload beyond this (default: the
+            ``CONVLOG_MAX_ADD_BYTES`` variable, else ``DEFAULT_MAX_ADD_BYTES``).
 
     Example:
         ```python
@@ -80,33 +103,108 @@ class EventLog:
         ```
     """
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(
+        self, client: Any, table_name: str, *, max_payload_bytes: int | None = None,
+        payloads: PayloadStore | None = None,
+    ) -> None:
         self.db: DynamoClient = wrap_client(client)
         self.table_name = table_name
+        self.max_payload_bytes = max_payload_bytes or Limits.from_env().max_add_bytes
+        self.payloads = payloads
+
+    async def decode(self, head: AttrMap, parts: list[AttrMap]) -> StoredEvent:
+        """Decode an event item, fetching (and verifying) its payload from S3 if it is there.
+
+        Raises:
+            CorruptEventError: Malformed, missing parts or object, or a digest mismatch.
+            PayloadStoreRequiredError: The payload is in S3 and this log has no bucket.
+        """
+        raw = await self.fetch_payload(head)
+        return decode_event(head, parts, max_bytes=self.max_payload_bytes, raw=raw)
+
+    async def fetch_payload(self, head: AttrMap) -> bytes | None:
+        """The canonical JSON of an event item's S3 payload (verified), or ``None``.
+
+        Raises:
+            CorruptEventError: The object is missing, too large, or not what the digest
+                says.
+            PayloadStoreRequiredError: The payload is in S3 and this log has no bucket.
+        """
+        return await self._fetch(head, self.max_payload_bytes, "event")
+
+    async def decode_snapshot(self, head: AttrMap, parts: list[AttrMap]) -> Snapshot:
+        """Decode a snapshot item (and its S3 payload, if it has one)."""
+        return decode_snapshot(head, parts,
+                               raw=await self._fetch(head, DEFAULT_MAX_STATE_BYTES, "snapshot"))
+
+    async def _fetch(self, head: AttrMap, max_bytes: int, what: str) -> bytes | None:
+        ref = object_ref(head)
+        if ref is None:
+            return None
+        if self.payloads is None:
+            raise PayloadStoreRequiredError(
+                f"this {what} of {head.get('pk', {}).get('S')} keeps its payload in S3; "
+                "give an s3_client and bucket_name to read it"
+            )
+        key, digest, encoding = ref
+        return await self.payloads.get(key, digest, encoding, max_bytes=max_bytes)
+
+    def body_for(self, data: Any, limits: Limits | None = None) -> Body:
+        """Encode a payload for this log: any size within ``limits`` when a bucket is set.
+
+        Raises:
+            PayloadTooLargeError: A cap is broken, or (without a bucket) the payload does
+                not fit in the table; the message says how to lift the limit.
+        """
+        if self.payloads is not None:
+            return encode_body(data, limits=limits, inline_limit=None)
+        return encode_body(data, limits=limits, store_hint=STORE_HINT)
+
+    async def offload(self, session_id: str, body: Body, *, ttl_seconds: int | None) -> str | None:
+        """Store ``body`` in S3 if it is too large for the table; return its key, if stored.
+
+        Called once before the conditional put that commits the event (and reused when
+        the put is retried at another seq).
+        """
+        if self.payloads is None or not self.payloads.wants(body):
+            return None
+        return await self.payloads.put(session_id, body, ttl_seconds=ttl_seconds)
 
     async def read_head(self, session_id: str) -> Head:
-        """Return the newest event's seq and hash with one consistent ``Query``."""
-        response = await self.db.call(
-            "query",
-            TableName=self.table_name,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
-            ExpressionAttributeValues={
-                ":pk": {"S": session_pk(session_id)},
-                ":ev": {"S": EVENT_PREFIX},
-            },
-            ExpressionAttributeNames={"#h": "hash"},
-            ProjectionExpression="seq, #h",
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-        )
-        items = response.get("Items", [])
-        if not items:
-            return Head()
-        return Head.of_item(items[0])
+        """Return the newest event's seq and hash, normally with one consistent ``Query``.
+
+        Parts sort right after their head (``EVENT#<seq>#...``); parts whose commit was
+        lost have no head at all. When the newest item is a part, the next query starts
+        at (and includes) its seq's head key, so a lost commit never passes for a head.
+        """
+        upper = EVENT_PREFIX + "~"
+        while True:
+            response = await self.db.call(
+                "query",
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :ev AND :top",
+                ExpressionAttributeValues={
+                    ":pk": {"S": session_pk(session_id)},
+                    ":ev": {"S": EVENT_PREFIX},
+                    ":top": {"S": upper},
+                },
+                ExpressionAttributeNames={"#h": "hash"},
+                ProjectionExpression="sk, seq, #h",
+                ScanIndexForward=False,
+                Limit=1,
+                ConsistentRead=True,
+            )
+            items = response.get("Items", [])
+            if not items:
+                return Head()
+            sk = items[0]["sk"]["S"]
+            if not is_part_sk(sk):
+                return Head.of_item(items[0])
+            upper = event_sk(seq_of(sk))
 
     async def put(
-        self, event: Event, prev_hash: str, *, ttl: int | None, payload: Payload | None = None
+        self, event: Event, prev_hash: str, *, ttl: int | None, payload: Body | None = None,
+        object_key: str | None = None,
     ) -> StoredEvent:
         """Write ``event`` at its seq if that seq is free.
 
@@ -119,14 +217,16 @@ class EventLog:
                 stored at most once).
             PayloadTooLargeError: The event cannot fit even in parts (nothing written).
         """
-        psha = payload_digest(payload_data(event)) if event.v >= 2 else None
+        psha = None
+        if event.v >= 2:
+            psha = payload.digest if payload else payload_digest(payload_data(event))
         digest = chain_hash(prev_hash, event, ttl, payload_sha256=psha)
         items = encode_event(event, prev_hash, digest, ttl=ttl, payload=payload,
-                             payload_sha256=psha)
+                             payload_sha256=psha, object_key=object_key)
         stored = StoredEvent(event, prev_hash, digest, ttl, psha)
         for attempt in range(AMBIGUOUS_RETRIES + 1):
             try:
-                await self._write_new(items, event.token, event.seq)
+                await self._write_new(items)
                 return stored
             except ConditionFailedError as exc:
                 if exc.item is None:
@@ -134,42 +234,50 @@ class EventLog:
                 token = (exc.item or {}).get("token", {}).get("S")
                 if token == event.token:
                     return stored
+                await self._drop_parts(items, exc.item)
                 raise
             except AmbiguousResultError:
                 if attempt == AMBIGUOUS_RETRIES:
                     raise
         raise AssertionError("unreachable")
 
-    async def _write_new(self, items: list[AttrMap], token: str, seq: int) -> None:
-        condition = "attribute_not_exists(pk)"
-        if len(items) == 1:
-            await self.db.call(
-                "put_item",
-                TableName=self.table_name,
-                Item=items[0],
-                ConditionExpression=condition,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-            return
-        puts = [
-            {"Put": {"TableName": self.table_name, "Item": item,
-                     "ConditionExpression": condition,
-                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
-            for item in items
-        ]
+    async def _write_new(self, items: list[AttrMap]) -> None:
+        """Write the parts, then the one conditional put of the head (the commit marker).
+
+        Parts are content-addressed and invisible on their own: only the head, written
+        with ``attribute_not_exists(pk)``, makes them part of the log. No transaction.
+        """
+        for part in items[1:]:
+            await self.db.call("put_item", TableName=self.table_name, Item=part)
         await self.db.call(
-            "transact_write_items",
-            TransactItems=puts,
-            ClientRequestToken=str(uuid.uuid5(_TOKEN_NAMESPACE, f"{token}:{seq}")),
+            "put_item",
+            TableName=self.table_name,
+            Item=items[0],
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
+
+    async def _drop_parts(self, items: list[AttrMap], winner: AttrMap | None) -> None:
+        """After a lost commit, delete its parts unless the winner's are the same ones.
+
+        Best effort: a part left behind is never read as part of the log (readers pick
+        parts by their head's digest), and purge removes it with the session.
+        """
+        mine = items[0].get(DIGEST_ATTR, {}).get("S")
+        if len(items) == 1 or winner is None or winner.get(DIGEST_ATTR, {}).get("S") == mine:
+            return
+        with contextlib.suppress(StorageError):
+            for part in items[1:]:
+                await self.db.call("delete_item", TableName=self.table_name,
+                                   Key={"pk": part["pk"], "sk": part["sk"]})
 
     async def _get_token(self, session_id: str, seq: int) -> AttrMap | None:
         response = await self.db.call(
             "get_item",
             TableName=self.table_name,
             Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": event_sk(seq)}},
-            ProjectionExpression="seq, #t",
-            ExpressionAttributeNames={"#t": "token"},
+            ProjectionExpression="seq, #t, #d",
+            ExpressionAttributeNames={"#t": "token", "#d": DIGEST_ATTR},
             ConsistentRead=True,
         )
         item: AttrMap | None = response.get("Item")
@@ -179,13 +287,13 @@ class EventLog:
         """Fold the session newest-first from one paged consistent ``Query``.
 
         The query runs over the whole partition, so the snapshot (if any) arrives
-        first, then the newest events; it stops as soon as ``fold`` is done.
+        first, then the newest events; it stops as soon as ``fold`` is done. An event is
+        decoded (and its S3 payload fetched) only when the fold needs it, and so is the
+        snapshot: an event the snapshot already covers is never decoded.
         """
-        snapshot: Snapshot | None = None
-        snapshot_parts: list[AttrMap] = []
+        snap = LazySnapshot(self.decode_snapshot, fold.now)
         event_parts: list[AttrMap] = []
         head: Head | None = None
-        used: int | None = None  # the seq of the snapshot the chain proved, if any
         requests = 0
         page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
         rows = 0
@@ -212,35 +320,26 @@ class EventLog:
             for item in response.get("Items", []):
                 sk = item["sk"]["S"]
                 if sk.startswith(EVENT_PREFIX):
-                    if head is None:
-                        head = Head.of_item(item)
                     if is_part_sk(sk):
                         event_parts.append(item)
                         continue
-                    stored = decode_event(item, event_parts)
-                    event_parts = []
-                    if snapshot is not None and stored.event.seq <= snapshot.seq:
-                        if snapshot.bound_to(stored):
-                            fold.feed_snapshot(snapshot)
-                            used = snapshot.seq
-                        else:  # the chain does not prove it: fold the events instead
-                            snapshot = None
-                            fold.feed(stored)
+                    if head is None:
+                        head = Head.of_item(item)
+                    parts, event_parts = event_parts, []
+                    snapshot = await snap.proven_by(item) if snap.covers(seq_of(sk)) else None
+                    if snapshot is not None:
+                        fold.feed_snapshot(snapshot)
                     else:
-                        fold.feed(stored)
+                        fold.feed(await self.decode(item, parts))
                 elif sk.startswith(SNAPSHOT_SK):
-                    if is_part_sk(sk):
-                        snapshot_parts.append(item)
-                    else:
-                        snapshot = _usable_snapshot(item, snapshot_parts, fold.now)
+                    snap.add(item, is_part_sk(sk))
                 if fold.done:
                     break
             start_key = response.get("LastEvaluatedKey")
             if start_key is None:  # a snapshot no stored event proves stands for nothing
-                snapshot = None
                 fold.finish()
             page = _next_page(fold, page, rows)
-        return ReadResult(fold.items(), head, used, requests, fold.ttls())
+        return ReadResult(fold.items(), head, snap.seq_used, requests, fold.ttls())
 
     async def iter_events(
         self, session_id: str, *, after_seq: int = 0, upto_seq: int | None = None
@@ -253,7 +352,7 @@ class EventLog:
             upto_seq: Stop after this seq (``None``: the newest).
         """
         low = event_sk(after_seq + 1)
-        high = event_sk(upto_seq) + "#9999" if upto_seq is not None else EVENT_PREFIX + "~"
+        high = event_sk(upto_seq) + "#~" if upto_seq is not None else EVENT_PREFIX + "~"
         pending: AttrMap | None = None
         parts: list[AttrMap] = []
         async for item in self.db.items(
@@ -271,10 +370,10 @@ class EventLog:
                 parts.append(item)
                 continue
             if pending is not None:
-                yield decode_event(pending, parts)
+                yield await self.decode(pending, parts)
             pending, parts = item, []
         if pending is not None:
-            yield decode_event(pending, parts)
+            yield await self.decode(pending, parts)
 
 
 def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
@@ -291,17 +390,3 @@ def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
     missing = fold.limit - fold.collected + fold.pending_pops
     per_row = fold.collected / rows
     return max(SLACK, min(MAX_PAGE, math.ceil(missing / per_row) + SLACK))
-
-
-def _usable_snapshot(head: AttrMap, parts: list[AttrMap], now: float) -> Snapshot | None:
-    """Decode a snapshot; an unusable one is ignored (the events are the truth).
-
-    An expired snapshot is ignored too: its ``ttl`` is that of the newest event it
-    folded, so once it is past, every event it stands for has expired, and a session
-    that starts again from seq 1 must not be hidden behind the stale snapshot's seq.
-    """
-    try:
-        snapshot = decode_snapshot(head, parts)
-    except CorruptEventError:
-        return None
-    return None if snapshot.expired(now) else snapshot

@@ -1,9 +1,11 @@
 """Encoding of events (and other large payloads) as DynamoDB items.
 
-A payload is canonical JSON, compressed with zlib when that makes it smaller. When it is
-still larger than one item can hold, it is split into chunks: the head item carries the
-first chunk and ``parts``, and each further chunk lives in its own item under the same
-partition (``<sk>#0001``, ...), written in the same transaction as the head.
+A payload is canonical JSON, compressed with zlib when that makes it smaller. A large
+one goes to S3 (``eventstore.payloads``) when a bucket is configured: the head item then
+carries the object key and the payload digest (``obj``, ``payload_sha256``). Without a
+bucket, a payload still larger than one item can hold is split into chunks: the head
+item carries the first chunk and ``parts``, and each further chunk lives in its own item
+under the same partition (``<sk>#0001``, ...).
 
 Example:
     ```python
@@ -16,23 +18,26 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CorruptEventError, PayloadTooLargeError
+from .errors import CorruptEventError, PayloadStoreRequiredError, PayloadTooLargeError
 from .events import Event, canonical_json, parse_event, payload_data, payload_digest
-from .keys import event_sk, part_sk, session_pk
+from .keys import event_sk, part_base, part_sk, session_pk
+from .limits import Limits, bounded_inflate
 
 ITEM_LIMIT_BYTES = 400 * 1024
 CHUNK_BYTES = 380_000
 MAX_PAYLOAD_BYTES = 4_000_000
 COMPRESS_ABOVE_BYTES = 1024
+OBJECT_ATTR = "obj"
+DIGEST_ATTR = "payload_sha256"
 
 AttrMap = dict[str, Any]
-Payload = tuple[str, list[bytes]]  # (encoding, chunks) as returned by encode_payload
 
 
 @dataclass(frozen=True)
@@ -50,39 +55,102 @@ class StoredEvent:
     payload_sha256: str | None = field(default=None, compare=False)
 
 
-def encode_payload(data: Any) -> tuple[str, list[bytes]]:
-    """Encode ``data`` as JSON, compress it when that helps, and cut it into chunks.
+@dataclass(frozen=True)
+class Body:
+    """A payload ready to store: its stored bytes, encoding, digest and JSON size.
 
-    Returns:
-        The encoding name (``"json"`` or ``"zlib"``) and the chunks.
+    ``digest`` is the sha256 (hex) of the canonical JSON: the payload digest the event
+    item carries (``payload_sha256``) and S3 objects are addressed by.
+
+    Example:
+        ```python
+        body = encode_body({"items": items})
+        print(body.encoding, len(body.data), body.digest)
+        ```
+    """
+
+    encoding: str
+    data: bytes
+    digest: str
+    size: int
+
+    def chunks(self) -> list[bytes]:
+        """The stored bytes cut into chunks that fit in one item each."""
+        data = self.data
+        return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
+
+
+Payload = Body
+
+
+def encode_body(
+    data: Any, *, limits: Limits | None = None, inline_limit: int | None = MAX_PAYLOAD_BYTES,
+    store_hint: str = "",
+) -> Body:
+    """Encode ``data`` as canonical JSON and compress it when that helps.
+
+    Args:
+        data: The JSON value.
+        limits: Caps to check the canonical JSON against (``None``: none).
+        inline_limit: Most stored bytes the table may hold for it (``None``: the payload
+            goes to S3, any size within ``limits``).
+        store_hint: Appended to the too-large message (how to lift the limit).
 
     Raises:
-        PayloadTooLargeError: Even compressed, the payload exceeds ``MAX_PAYLOAD_BYTES``.
+        PayloadTooLargeError: The JSON is larger than ``limits.max_add_bytes``, or the
+            stored form is larger than ``inline_limit``.
     """
     raw = canonical_json(data).encode("utf-8")
+    if limits is not None:
+        limits.check_encoded(len(raw))
     encoding, body = "json", raw
     if len(raw) > COMPRESS_ABOVE_BYTES:
         packed = zlib.compress(raw, 6)
         if len(packed) < len(raw):
             encoding, body = "zlib", packed
-    if len(body) > MAX_PAYLOAD_BYTES:
+    if inline_limit is not None and len(body) > inline_limit:
         raise PayloadTooLargeError(
             f"payload is {len(raw):,} bytes ({len(body):,} stored); one write can carry "
-            f"at most {MAX_PAYLOAD_BYTES:,} bytes after compression -- split it into "
-            "several add_items calls"
+            f"at most {inline_limit:,} bytes after compression -- split it into "
+            "several add_items calls" + store_hint
         )
-    chunks = [body[i : i + CHUNK_BYTES] for i in range(0, len(body), CHUNK_BYTES)] or [b""]
-    return encoding, chunks
+    return Body(encoding, body, hashlib.sha256(raw).hexdigest(), len(raw))
 
 
-def decode_payload(encoding: str, chunks: Sequence[bytes]) -> Any:
-    """Reassemble, decompress and parse a payload written by ``encode_payload``."""
+def encode_payload(data: Any, *, limits: Limits | None = None) -> tuple[str, list[bytes]]:
+    """Encode ``data`` for the table: ``(encoding, chunks)`` (see ``encode_body``)."""
+    body = encode_body(data, limits=limits)
+    return body.encoding, body.chunks()
+
+
+def decode_payload(
+    encoding: str, chunks: Sequence[bytes], max_bytes: int
+) -> Any:
+    """Reassemble, decompress (never beyond ``max_bytes``) and parse a payload.
+
+    Raises:
+        CorruptEventError: The payload is larger than ``max_bytes`` once inflated, or is
+            not valid zlib data.
+        ValueError: Unknown encoding, or the text is not JSON.
+    """
+    return json.loads(inflate_payload(encoding, chunks, max_bytes).decode("utf-8"))
+
+
+def inflate_payload(encoding: str, chunks: Sequence[bytes], max_bytes: int) -> bytes:
+    """Reassemble and decompress a payload into its canonical JSON (within ``max_bytes``).
+
+    Raises:
+        CorruptEventError: Larger than ``max_bytes`` once inflated, or bad zlib data.
+        ValueError: Unknown encoding.
+    """
     body = b"".join(chunks)
     if encoding == "zlib":
-        body = zlib.decompress(body)
-    elif encoding != "json":
+        return bounded_inflate(body, max_bytes)
+    if encoding != "json":
         raise ValueError(f"unknown payload encoding {encoding!r}")
-    return json.loads(body.decode("utf-8"))
+    if len(body) > max_bytes:
+        raise CorruptEventError(f"payload is {len(body):,} bytes, above the cap {max_bytes:,}")
+    return body
 
 
 def payload_attrs(encoding: str, chunks: Sequence[bytes]) -> AttrMap:
@@ -117,7 +185,8 @@ event_data = payload_data  # the payload part of an event (not stored as its own
 
 def encode_event(
     event: Event, prev_hash: str, digest: str, *, ttl: int | None,
-    payload: Payload | None = None, payload_sha256: str | None = None,
+    payload: Body | None = None, payload_sha256: str | None = None,
+    object_key: str | None = None,
 ) -> list[AttrMap]:
     """Return the head item of an event followed by its part items.
 
@@ -126,15 +195,19 @@ def encode_event(
         prev_hash: Hash of the previous event.
         digest: Hash of this event.
         ttl: Expiry (epoch seconds) written on every item, or ``None``.
-        payload: ``encode_payload(event_data(event))`` if already computed (an append
+        payload: ``encode_body(event_data(event))`` if already computed (an append
             retried at another seq reuses it instead of compressing again).
         payload_sha256: The payload digest, if already computed (schema 2 stores it).
+        object_key: The S3 key the payload was stored under (``PayloadStore.put``): the
+            head then carries the key and the payload digest instead of the payload.
     """
-    encoding, chunks = payload or encode_payload(event_data(event))
+    body = payload or encode_body(event_data(event), inline_limit=None if object_key else
+                                  MAX_PAYLOAD_BYTES)
     pk, sk = session_pk(event.session_id), event_sk(event.seq)
     shared: AttrMap = {"seq": {"N": str(event.seq)}, "hash": {"S": digest}}
     if ttl is not None:
         shared["ttl"] = {"N": str(ttl)}
+    chunks = [] if object_key else body.chunks()
     head: AttrMap = {
         "pk": {"S": pk},
         "sk": {"S": sk},
@@ -144,18 +217,87 @@ def encode_event(
         "v": {"N": str(event.v)},
         "prev_hash": {"S": prev_hash},
         **shared,
-        **payload_attrs(encoding, chunks),
+        **(object_attrs(body, object_key) if object_key else payload_attrs(body.encoding,
+                                                                          chunks)),
     }
     if event.user_id is not None:
         head["user_id"] = {"S": event.user_id}
     if event.v >= 2:
-        digest_of_payload = payload_sha256 or payload_digest(payload_data(event))
+        digest_of_payload = (
+            payload_sha256 or (payload.digest if payload else payload_digest(payload_data(event)))
+        )
         head["payload_sha256"] = {"S": digest_of_payload}
-    return [head, *part_items(pk, sk, chunks, shared)]
+    if len(chunks) > 1:
+        head[DIGEST_ATTR] = {"S": body.digest}  # the parts are found (and checked) by it
+    part_attrs = {k: v for k, v in shared.items() if k != "hash"}
+    return [head, *part_items(pk, part_base(sk, body.digest), chunks, part_attrs)]
 
 
-def decode_event(head: AttrMap, parts: Sequence[AttrMap] = ()) -> StoredEvent:
+def select_parts(head: AttrMap, parts: Sequence[AttrMap]) -> list[AttrMap]:
+    """The parts that belong to ``head``, in order, among the parts read next to it.
+
+    Parts live under ``<sk>#<digest16>#NNNN`` (``keys.part_base``); parts of a commit
+    that lost, or of an older snapshot, sit beside them and are left out. Items written
+    before parts were addressed by digest (``<sk>#NNNN``) are still found.
+
+    Raises:
+        CorruptEventError: A part is missing.
+    """
+    expected = int(head.get("parts", {}).get("N", "1"))
+    if expected <= 1:
+        return []
+    head_sk = head["sk"]["S"]
+    by_sk = {p["sk"]["S"]: p for p in parts}
+    digest = head.get(DIGEST_ATTR, {}).get("S")
+    bases = ([part_base(head_sk, digest)] if digest else []) + [head_sk]
+    found = 0
+    for base in bases:
+        chosen = [by_sk.get(part_sk(base, n)) for n in range(1, expected)]
+        present = [p for p in chosen if p is not None]
+        if len(present) == expected - 1:
+            return present
+        found = max(found, len(present))
+    where = f"{head.get('pk', {}).get('S', '?')} {head_sk}"
+    raise CorruptEventError(f"event {where}: {found} of {expected - 1} parts present")
+
+
+def check_digest(head: AttrMap, raw: bytes) -> None:
+    """Check reassembled parts against the digest on their head item.
+
+    Raises:
+        CorruptEventError: They differ.
+    """
+    digest = head.get(DIGEST_ATTR, {}).get("S")
+    if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
+        raise CorruptEventError(
+            f"{head.get('sk', {}).get('S', '?')}: its parts do not match its payload digest"
+        )
+
+
+def object_attrs(body: Body, key: str) -> AttrMap:
+    """Attributes of a head item whose payload lives in S3 under ``key``."""
+    return {"enc": {"S": body.encoding}, OBJECT_ATTR: {"S": key},
+            DIGEST_ATTR: {"S": body.digest}, "psize": {"N": str(body.size)}}
+
+
+def object_ref(head: AttrMap) -> tuple[str, str, str] | None:
+    """``(key, digest, encoding)`` of a head item whose payload lives in S3, else ``None``."""
+    if OBJECT_ATTR not in head:
+        return None
+    try:
+        return head[OBJECT_ATTR]["S"], head[DIGEST_ATTR]["S"], head["enc"]["S"]
+    except (KeyError, TypeError) as exc:
+        raise CorruptEventError(f"payload reference is malformed: {exc!r}") from exc
+
+
+def decode_event(
+    head: AttrMap, parts: Sequence[AttrMap] = (), *, max_bytes: int | None = None,
+    raw: bytes | None = None,
+) -> StoredEvent:
     """Rebuild a ``StoredEvent`` from its head item and its part items.
+
+    An event whose payload lives in S3 needs ``raw``: the canonical JSON fetched (and
+    verified) by ``PayloadStore.get``.
 
     Raises:
         CorruptEventError: The item is malformed, parts are missing, or the schema
@@ -163,13 +305,21 @@ def decode_event(head: AttrMap, parts: Sequence[AttrMap] = ()) -> StoredEvent:
     """
     where = f"{head.get('pk', {}).get('S', '?')} {head.get('sk', {}).get('S', '?')}"
     try:
-        expected = int(head.get("parts", {}).get("N", "1"))
-        ordered = sorted(parts, key=lambda p: int(p["part"]["N"]))
-        if len(ordered) != expected - 1:
-            raise CorruptEventError(
-                f"event {where}: {len(ordered)} of {expected - 1} parts present"
+        ordered = select_parts(head, parts)
+        if object_ref(head) is not None:
+            if raw is None:
+                raise PayloadStoreRequiredError(
+                    f"event {where} keeps its payload in S3; give an s3_client and "
+                    "bucket_name to read it"
+                )
+        else:
+            raw = inflate_payload(
+                head["enc"]["S"], [chunk_of(head), *map(chunk_of, ordered)],
+                max_bytes or Limits.from_env().max_add_bytes,
             )
-        data = decode_payload(head["enc"]["S"], [chunk_of(head), *map(chunk_of, ordered)])
+            if ordered:
+                check_digest(head, raw)
+        data = json.loads(raw.decode("utf-8"))
         body = {
             "v": int(head["v"]["N"]),
             "session_id": head["pk"]["S"].split("#", 1)[1],
@@ -184,7 +334,7 @@ def decode_event(head: AttrMap, parts: Sequence[AttrMap] = ()) -> StoredEvent:
         event = parse_event(body)
         digest = head["payload_sha256"]["S"] if event.v >= 2 else None
         return StoredEvent(event, head["prev_hash"]["S"], head["hash"]["S"], ttl, digest)
-    except CorruptEventError:
+    except (CorruptEventError, PayloadStoreRequiredError):
         raise
     except (KeyError, ValueError, TypeError, AttributeError, zlib.error) as exc:
         raise CorruptEventError(f"event {where} is malformed: {exc!r}") from exc

@@ -30,8 +30,10 @@ from .fold import NewestFirstFold, removal_ttl
 from .history import MAIN_BRANCH, BranchId, branch_base, branch_session_id
 from .idempotency import IdempotencyMixin, check_key, context_key, derive_token
 from .keys import validate_session_id
+from .limits import DEFAULT_MAX_ADD_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITEMS_PER_ADD, Limits
 from .log import EventLog, Head, ReadResult
-from .records import Payload, StoredEvent, encode_payload
+from .payloads import PayloadStore
+from .records import Body, StoredEvent
 from .usage import UsageMixin
 from .window import POP_WINDOW, Window, backoff, event_of, head_of
 
@@ -59,6 +61,15 @@ class DynamoDBSession(
             projector (``list_sessions``).
         session_settings: SDK session settings (default ``SessionSettings()``);
             ``limit`` is the default for ``get_items`` (an explicit ``limit`` wins).
+        max_add_bytes: Cap on one ``add_items``: bytes of its JSON before compression
+            (default 32 MiB, sized to the projector's 512 MB Lambda). Reads through this
+            session inflate nothing beyond it.
+        max_items_per_add: Cap on the items of one ``add_items`` (default 10,000).
+        max_depth: Cap on how deeply an item nests (default and most: 255).
+        s3_client: A boto3 or aiobotocore S3 client; with ``bucket_name``, payloads too
+            large for a DynamoDB item are kept in S3 (up to ``max_add_bytes`` per add).
+            Without them, one add stops at 4 MB after compression.
+        bucket_name: A bucket made by ``create_bucket_if_not_exists`` or ``template.yaml``.
 
     Every method accepts ``wrapper=`` (the run context the SDK's runner passes to
     sessions that take it). ``add_items`` and ``pop_item`` take an ``idempotency_key``
@@ -92,6 +103,11 @@ class DynamoDBSession(
         *,
         user_id: str | None = None,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        max_add_bytes: int = DEFAULT_MAX_ADD_BYTES,
+        max_items_per_add: int = DEFAULT_MAX_ITEMS_PER_ADD,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        s3_client: Any = None,
+        bucket_name: str | None = None,
     ) -> None:
         self.session_id = validate_session_id(session_id)
         if not isinstance(table_name, str) or not table_name:
@@ -118,7 +134,12 @@ class DynamoDBSession(
             if session_settings is not None
             else SessionSettings()
         )
-        self._log = EventLog(dynamodb_client, table_name)
+        self.limits = Limits(max_add_bytes, max_items_per_add, max_depth)
+        if (s3_client is None) != (bucket_name is None):
+            raise InvalidInputError("give both s3_client and bucket_name, or neither")
+        payloads = PayloadStore(s3_client, bucket_name) if bucket_name is not None else None
+        self._log = EventLog(dynamodb_client, table_name, max_payload_bytes=max_add_bytes,
+                             payloads=payloads)
         self._head: Head | None = None
         self._window: Window | None = None
         self._branch: BranchId = MAIN_BRANCH
@@ -183,26 +204,33 @@ class DynamoDBSession(
                 ``AmbiguousResultError`` stores them at most once.
 
         Raises:
-            InvalidItemError: An item is not JSON-serialisable (nothing written).
-            PayloadTooLargeError: The items do not fit in one write (nothing written).
+            InvalidItemError: An item is not JSON-serialisable, or nests deeper than
+                ``max_depth`` (nothing written).
+            PayloadTooLargeError: The items break ``max_add_bytes`` or
+                ``max_items_per_add``, or do not fit in one write (nothing written).
             AmbiguousResultError: Every response was lost; the items may be stored.
                 Retry with the same ``idempotency_key`` to make sure they are, once.
         """
         key = check_key(idempotency_key) or context_key(wrapper)
+        if isinstance(items, list | tuple):
+            self.limits.check_items(items)  # before validate_items walks them recursively
         checked = validate_items(items)
         if not checked:
             return
-        payload = encode_payload({"items": checked})  # too large: fail before any request
+        # too large: fail before any request
+        body = self._log.body_for({"items": checked}, self.limits)
         token = derive_token(key, "add", checked) if key else uuid.uuid4().hex
         if key and await self._recognised(token) is not None:
             return
         sid = self._sid()
+        # a payload too large for the table goes to S3 before the put that commits it
+        object_key = await self._log.offload(sid, body, ttl_seconds=self.ttl_seconds)
         await self._guarded(token, self._append(
             lambda seq, ts: ItemsAdded(
                 session_id=sid, seq=seq, ts=ts, user_id=self.user_id,
                 token=token, items=checked,
             ),
-            payload,
+            body, object_key,
         ))
 
     async def pop_item(
@@ -258,9 +286,12 @@ class DynamoDBSession(
                 session_id=self._sid(), seq=window.head.seq + 1, ts=now_iso(),
                 user_id=self.user_id, token=token or uuid.uuid4().hex, item=item,
             )
+            body = self._log.body_for({"item": item})
+            key = await self._log.offload(self._sid(), body, ttl_seconds=self.ttl_seconds)
             try:
                 ttl = removal_ttl(window.ttls[-1:], self._ttl(), pop=True)  # the TTL rule
-                stored = await self._log.put(event, window.head.hash, ttl=ttl)
+                stored = await self._log.put(event, window.head.hash, ttl=ttl,
+                                             payload=body, object_key=key)
             except ConditionFailedError as exc:
                 await backoff(attempt)
                 winner = event_of(exc.item) if attempt < _FAST_RETRIES else None
@@ -335,14 +366,16 @@ class DynamoDBSession(
                           fold.ttls())
 
     async def _append(
-        self, build: Callable[[int, str], Event], payload: Payload | None = None
+        self, build: Callable[[int, str], Event], payload: Body | None = None,
+        object_key: str | None = None,
     ) -> StoredEvent:
         head = self._head or await self._log.read_head(self._sid())
         ts = now_iso()
         for attempt in range(MAX_APPEND_ATTEMPTS):
             event = build(head.seq + 1, ts)
             try:
-                stored = await self._log.put(event, head.hash, ttl=self._ttl(), payload=payload)
+                stored = await self._log.put(event, head.hash, ttl=self._ttl(), payload=payload,
+                                             object_key=object_key)
             except ConditionFailedError as exc:
                 await backoff(attempt)
                 winner = head_of(exc.item)

@@ -6,9 +6,10 @@ without botocore, so ``projections`` can build the same values -- and the condit
 writes that make a projection idempotent:
 
 * session views (snapshot, meta item) are each written with the condition
-  ``attribute_not_exists(pk) OR seq < :seq`` (a snapshot too large for one item goes
-  out with its parts in one transaction); a redelivered or replayed batch finds
-  ``seq`` already there and changes nothing;
+  ``attribute_not_exists(pk) OR seq < :seq`` (a snapshot too large for one item first
+  writes its payload -- to S3, or to parts addressed by its digest -- and then the one
+  conditional put that makes it visible; no transaction); a redelivered or replayed
+  batch finds ``seq`` already there and changes nothing;
 * a tool-cache entry is written by ``UpdateItem`` guarded by ``created < :created``:
   the newest result wins, a replay changes nothing, and the hit counter survives.
 
@@ -43,11 +44,13 @@ from .keys import (
     tool_pk,
     user_pk,
 )
-from .records import AttrMap
-from .snapshots import decode_snapshot, encode_snapshot
+from .limits import DEFAULT_MAX_STATE_BYTES
+from .records import MAX_PAYLOAD_BYTES, AttrMap, object_ref
+from .snapshots import decode_snapshot, encode_snapshot, snapshot_body
 
 if TYPE_CHECKING:
     from .client import DynamoClient
+    from .payloads import PayloadStore
 
 # A view is replaced by a newer one, or by any one once it has expired (a session whose
 # every event expired starts again at seq 1 and must not stay behind the stale view).
@@ -258,11 +261,14 @@ def tool_output_fits(output: Any) -> bool:
         return False
 
 
-async def read_views(db: DynamoClient, table_name: str, session_id: str) -> ViewState:
+async def read_views(
+    db: DynamoClient, table_name: str, session_id: str, *, payloads: PayloadStore | None = None
+) -> ViewState:
     """Read a session's meta item and snapshot (with parts) in one consistent ``Query``.
 
     An unusable snapshot or meta item reads as absent: the events are the truth, and
-    the projector rebuilds from them.
+    the projector rebuilds from them. A snapshot kept in S3 is fetched from
+    ``payloads`` (one ``GetObject``) and checked against its digest.
     """
     head: AttrMap | None = None
     parts: list[AttrMap] = []
@@ -287,7 +293,11 @@ async def read_views(db: DynamoClient, table_name: str, session_id: str) -> View
     part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
     snapshot = meta = None
     try:
-        snapshot = decode_snapshot(head, parts) if head is not None else None
+        raw = None
+        ref = object_ref(head) if head is not None else None
+        if ref is not None and payloads is not None:
+            raw = await payloads.get(ref[0], ref[1], ref[2], max_bytes=DEFAULT_MAX_STATE_BYTES)
+        snapshot = decode_snapshot(head, parts, raw=raw) if head is not None else None
         meta = decode_meta(meta_item) if meta_item is not None else None
     except CorruptEventError:
         return ViewState(part_keys=part_keys)
@@ -303,25 +313,34 @@ async def write_session_views(
     *,
     ttl: int | None,
     stale_part_keys: Sequence[str] = (),
+    payloads: PayloadStore | None = None,
 ) -> bool:
     """Write the snapshot and the meta item of a session, each only if it is newer.
 
-    A snapshot that fits in one item is one conditional ``PutItem``; a larger one is
-    written with its parts in one transaction. The meta item is a second conditional
-    ``PutItem``. (Two plain writes cost half of a two-item transaction; if only the
-    first lands, the two views disagree on ``seq`` and the next batch rebuilds both
-    from the events.) Parts of an older, larger snapshot (``stale_part_keys``, from
-    ``read_views``) that the new one does not overwrite are deleted, so they do not
-    weigh on every newest-first read of the session.
+    A snapshot that fits in one item is one conditional ``PutItem``; a larger one
+    writes its parts first, then the ``SNAPSHOT`` item (the commit). The meta item is a
+    second conditional ``PutItem``. (If only the first lands, the two views disagree on
+    ``seq`` and the next batch rebuilds both from the events.) Parts of an older
+    snapshot (``stale_part_keys``, from ``read_views``) that the new one does not
+    overwrite are deleted, so they do not weigh on every newest-first read.
 
     Returns:
         ``True`` when the snapshot was written, ``False`` when the stored one is already
         at ``snapshot.seq`` or later (a redelivery or a replay).
 
+    With ``payloads``, a snapshot too large for one item is written to S3 first
+    (addressed by its digest) and the ``SNAPSHOT`` item that points to it is the one
+    conditional put that makes it visible.
+
     Raises:
-        PayloadTooLargeError: The snapshot cannot fit in one transaction.
+        PayloadTooLargeError: The snapshot cannot fit in the table and there is no bucket.
     """
-    items = encode_snapshot(session_id, snapshot, ttl=ttl)
+    body = snapshot_body(snapshot, inline_limit=None if payloads else MAX_PAYLOAD_BYTES)
+    key = None
+    if payloads is not None and payloads.wants(body):
+        left = None if ttl is None else max(1, ttl - int(time.time()))
+        key = await payloads.put(session_id, body, ttl_seconds=left)
+    items = encode_snapshot(session_id, snapshot, ttl=ttl, body=body, object_key=key)
     written = await _put_newer(db, table_name, items, snapshot.seq)
     await _put_newer(db, table_name, [encode_meta(meta)], meta.seq)
     kept = {item["sk"]["S"] for item in items}
@@ -348,14 +367,17 @@ def _replace_condition(seq: int) -> dict[str, Any]:
 
 
 async def _put_newer(db: DynamoClient, table_name: str, items: list[AttrMap], seq: int) -> bool:
+    """Write a view's parts, then its head: the head's conditional put is the commit.
+
+    Parts are addressed by the payload's digest and invisible until a head names it; a
+    part already owned by a newer view (same content) is left alone.
+    """
     condition = _replace_condition(seq)
+    for part in items[1:]:
+        with contextlib.suppress(ConditionFailedError):
+            await db.call("put_item", TableName=table_name, Item=part, **condition)
     try:
-        if len(items) == 1:
-            await db.call("put_item", TableName=table_name, Item=items[0], **condition)
-        else:
-            await db.call("transact_write_items", TransactItems=[
-                {"Put": {"TableName": table_name, "Item": item, **condition}} for item in items
-            ])
+        await db.call("put_item", TableName=table_name, Item=items[0], **condition)
     except ConditionFailedError:
         return False
     return True

@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import CorruptEventError
 from .log import Head
-from .records import StoredEvent, decode_event
+from .records import OBJECT_ATTR, StoredEvent, decode_event
 
 POP_WINDOW = 32
 _BACKOFF_BASE = 0.01
@@ -78,8 +78,8 @@ class Window:
 
 def event_of(item: dict[str, Any] | None) -> StoredEvent | None:
     """The event an ``ALL_OLD`` conflict item holds, if it is whole and live."""
-    if not item or "type" not in item or "parts" in item:
-        return None
+    if not item or "type" not in item or "parts" in item or OBJECT_ATTR in item:
+        return None  # its payload is in other items or in S3
     try:
         stored = decode_event(item)
     except CorruptEventError:

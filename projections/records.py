@@ -27,7 +27,7 @@ from typing import Any
 
 from eventstore.errors import CorruptEventError
 from eventstore.keys import SESSION_PREFIX, is_event_sk, is_part_sk, seq_of, session_id_of
-from eventstore.records import AttrMap, StoredEvent, decode_event
+from eventstore.records import OBJECT_ATTR, AttrMap, StoredEvent, decode_event
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class EventRecord:
         record_id: The stream sequence number (what ``batchItemFailures`` names).
         session_id: The session the event belongs to.
         seq: The event's sequence number in its session.
-        stored: The decoded event, or ``None`` when it has parts that live in other
-            items (the projector then reads it from the table).
+        stored: The decoded event, or ``None`` when its payload lives in other items
+            or in S3 (the projector then reads it from the table).
         created_at: ``ApproximateCreationDateTime`` in epoch seconds, if present.
 
     Example:
@@ -100,7 +100,7 @@ def classify(record: Mapping[str, Any]) -> EventRecord | None:
     if head.get("pk") != {"S": pk} or head.get("sk") != {"S": sk}:
         raise CorruptEventError(f"event INSERT of {where}: image keys differ from Keys")
     parts = int(head.get("parts", {}).get("N", "1")) if _is_number(head.get("parts")) else 1
-    if parts > 1:
+    if parts > 1 or OBJECT_ATTR in head:  # the payload is in other items, or in S3
         return EventRecord(_record_id(record), session_id, seq, None, _created_at(data))
     try:
         stored = decode_event(head)

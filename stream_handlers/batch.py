@@ -39,6 +39,7 @@ from eventstore.client import DynamoClient
 from eventstore.errors import CorruptEventError
 from eventstore.history import branch_base
 from eventstore.log import EventLog
+from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
 from eventstore.views import read_views, write_session_views, write_tool_entry
 from projections import EventRecord, classify, project_session, record_location
@@ -71,6 +72,7 @@ class ProjectionBatch:
         table_name: The convlog table.
         logger: Where rejected records and blocked sessions are logged.
         tool_ttl_seconds: Lifetime of tool-cache entries (``0``: no tool caching).
+        payloads: Where large payloads and snapshots live (S3), if anywhere.
 
     Example:
         ```python
@@ -88,8 +90,10 @@ class ProjectionBatch:
         logger: logging.Logger | Any,
         *,
         tool_ttl_seconds: int = 3600,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.db = db
+        self.payloads = payloads
         self.table_name = table_name
         self.logger = logger
         self.tool_ttl_seconds = tool_ttl_seconds
@@ -161,7 +165,7 @@ class ProjectionBatch:
     async def _project(
         self, session_id: str, records: list[EventRecord], failed: list[str]
     ) -> int:
-        state = await read_views(self.db, self.table_name, session_id)
+        state = await read_views(self.db, self.table_name, session_id, payloads=self.payloads)
         prior = state.snapshot if state.consistent else None
         if prior is not None and prior.expired(time.time()):
             prior = None  # every event it folded has expired: start from what is stored
@@ -192,7 +196,7 @@ class ProjectionBatch:
             return 0
         await write_session_views(
             self.db, self.table_name, session_id, result.snapshot, result.meta, ttl=result.ttl,
-            stale_part_keys=state.part_keys,
+            stale_part_keys=state.part_keys, payloads=self.payloads,
         )
         for entry in result.tool_entries:
             await write_tool_entry(self.db, self.table_name, entry)
@@ -200,7 +204,7 @@ class ProjectionBatch:
 
     async def _read_range(self, session_id: str, base: int, top: int) -> list[StoredEvent]:
         """Events ``base+1..top`` from the table, stopping before a missing or bad one."""
-        log = EventLog(self.db, self.table_name)
+        log = EventLog(self.db, self.table_name, payloads=self.payloads)
         events: list[StoredEvent] = []
         try:
             async for stored in log.iter_events(session_id, after_seq=base, upto_seq=top):

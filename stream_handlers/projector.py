@@ -3,8 +3,9 @@
 Deployed as ``stream_handlers.projector.handler`` behind the event source mapping whose
 settings live in ``eventstore.table`` (``STREAM_BATCH_SIZE``, ``STREAM_FILTER_PATTERN``,
 ...); the local ``convlog.pump.StreamPump`` calls the same handler. Environment:
-``TABLE_NAME`` (required), ``TOOL_CACHE_TTL_SECONDS`` (default 3600, ``0`` = off), and
-the standard AWS variables (``AWS_ENDPOINT_URL``...) for the client.
+``TABLE_NAME`` (required), ``TOOL_CACHE_TTL_SECONDS`` (default 3600, ``0`` = off),
+``PAYLOAD_BUCKET`` (the S3 bucket of large payloads, if any), ``CONVLOG_MAX_ADD_BYTES``
+(the cap readers inflate to), and the standard AWS variables (``AWS_ENDPOINT_URL``...).
 
 Example:
     ```python
@@ -30,6 +31,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 
 from eventstore.client import wrap_client
+from eventstore.payloads import PayloadStore
 
 from .batch import ProjectionBatch, run_sync
 
@@ -37,10 +39,12 @@ logger = Logger(service="convlog-projector")
 metrics = Metrics(namespace="convlog", service="convlog-projector")
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 _client: Any = None
+_s3: Any = None
 
 
 def build_handler(
-    client: Any, table_name: str, *, tool_ttl_seconds: int | None = None, emit_metrics: bool = False
+    client: Any, table_name: str, *, tool_ttl_seconds: int | None = None,
+    emit_metrics: bool = False, s3_client: Any = None, bucket_name: str | None = None,
 ) -> Handler:
     """Return a projector handler bound to ``client`` and ``table_name``.
 
@@ -50,8 +54,11 @@ def build_handler(
         tool_ttl_seconds: Lifetime of projected tool-cache entries (default: the
             ``TOOL_CACHE_TTL_SECONDS`` variable, else 3600; ``0`` turns them off).
         emit_metrics: Record Powertools metrics (the Lambda entry point flushes them).
+        s3_client: A boto3 S3 client, with ``bucket_name``: the payload bucket.
+        bucket_name: The payload bucket (large events and snapshots live there).
     """
     db = wrap_client(client)
+    payloads = PayloadStore(s3_client, bucket_name) if s3_client and bucket_name else None
     ttl = tool_ttl_seconds if tool_ttl_seconds is not None else _env_int("TOOL_CACHE_TTL_SECONDS")
     processor = BatchProcessor(
         event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
@@ -59,7 +66,7 @@ def build_handler(
 
     def project(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.append_keys(request_id=getattr(context, "aws_request_id", None))
-        batch = ProjectionBatch(db, table_name, logger, tool_ttl_seconds=ttl)
+        batch = ProjectionBatch(db, table_name, logger, tool_ttl_seconds=ttl, payloads=payloads)
         response = process_partial_response(
             event=event, record_handler=batch.collect, processor=processor, context=context
         )
@@ -82,15 +89,17 @@ def build_handler(
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point (``stream_handlers.projector.handler``)."""
-    global _client
+    global _client, _s3
+    bucket = os.environ.get("PAYLOAD_BUCKET") or None
     if _client is None:
         import boto3
         from botocore.config import Config
 
-        _client = boto3.client(
-            "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 8})
-        )
-    return build_handler(_client, os.environ["TABLE_NAME"], emit_metrics=True)(event, context)
+        config = Config(retries={"mode": "standard", "max_attempts": 8})
+        _client = boto3.client("dynamodb", config=config)
+        _s3 = boto3.client("s3", config=config) if bucket else None
+    return build_handler(_client, os.environ["TABLE_NAME"], emit_metrics=True,
+                         s3_client=_s3, bucket_name=bucket)(event, context)
 
 
 def _env_int(name: str, default: int = 3600) -> int:

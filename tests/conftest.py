@@ -89,3 +89,46 @@ def proxy(endpoint: EmbeddedEndpoint) -> Iterator[Any]:
 
     with FaultProxy(endpoint.url) as fault_proxy:
         yield fault_proxy
+
+
+# --- S3 (issue 13) -----------------------------------------------------------------------
+
+
+class S3Counter:
+    """Counts the S3 requests a botocore client sends, by HTTP method."""
+
+    def __init__(self, client: Any) -> None:
+        self.counts: Counter[str] = Counter()
+        client.meta.events.register("before-send.s3", self._on_send)
+
+    def _on_send(self, request: Any, **_: Any) -> None:
+        self.counts[request.method] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+
+@pytest.fixture
+def s3_client(endpoint: EmbeddedEndpoint) -> Any:
+    """A boto3 S3 client on the embedded endpoint (path-style addressing)."""
+    return endpoint.client("s3")
+
+
+@pytest.fixture
+async def bucket(s3_client: Any) -> str:
+    """A fresh payload bucket per test."""
+    from eventstore import create_bucket_if_not_exists
+
+    name = f"convlog-{uuid.uuid4().hex[:10]}"
+    await create_bucket_if_not_exists(s3_client, name)
+    return name
+
+
+@pytest.fixture
+def s3_counter(s3_client: Any) -> S3Counter:
+    """Counts the requests made through ``s3_client``."""
+    return S3Counter(s3_client)

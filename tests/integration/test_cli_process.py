@@ -136,6 +136,15 @@ def test_serve_projects_while_running_and_stops_cleanly_on_sigint() -> None:
         meta = client.get_item(TableName=table,
                                Key={"pk": {"S": "SESSION#dev-1"}, "sk": {"S": "META"}})
         assert meta["Item"]["title"]["S"] == "hello from my app"
+        assert "export CONVLOG_BUCKET=convlog-payloads " in out.wait_for("CONVLOG_BUCKET=")
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        big = {"role": "tool", "content": os.urandom(450_000).hex()}  # above an item
+        large = DynamoDBSession("dev-2", client, table, s3_client=s3,
+                                bucket_name="convlog-payloads")
+        asyncio.run(large.add_items([big]))
+        assert "projected" in out.wait_for("SESSION#dev-2 EVENT#000000000001", timeout=30)
+        assert s3.list_objects_v2(Bucket="convlog-payloads")["KeyCount"] == 2  # event, snapshot
         console = out.wait_for("console: ")
         assert console.startswith(f"console: http://127.0.0.1:{console_port}/ ")
         assert "read-only" in console

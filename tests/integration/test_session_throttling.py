@@ -86,16 +86,17 @@ async def test_exhausted_retries_raise_throttled_error_and_log_is_unchanged(
     assert await session.get_items() == [{"role": "user", "content": "kept"}]
 
 
-async def test_exhausted_retries_on_a_transaction(proxy: FaultProxy, table: str) -> None:
+async def test_exhausted_retries_on_an_event_in_parts(proxy: FaultProxy, table: str) -> None:
     async with aio_client_for(proxy.url, retries={"mode": "legacy", "max_attempts": 1}) as c:
         session = DynamoDBSession("exhausted-tx", c, table)
         await session.add_items([{"role": "user", "content": "kept"}])
-        proxy.error("TransactWriteItems", "ThrottlingException", times=100)
+        proxy.error("PutItem", "ThrottlingException", times=100)
         big = {"role": "user", "content":
            base64.b64encode(random.Random(5).randbytes(450_000)).decode()}
         with pytest.raises(ThrottledError):
             await session.add_items([big])
-        assert proxy.seen["TransactWriteItems"] == 2
+        assert proxy.seen["PutItem"] == 3  # the first part, then its one retry
+        assert proxy.seen["TransactWriteItems"] == 0  # parts, then the commit (issue 13)
         proxy.clear()
         assert [e.event.seq for e in await history(c, table, "exhausted-tx")] == [1]
         await session.add_items([big])

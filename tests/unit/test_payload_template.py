@@ -1,0 +1,54 @@
+"""template.yaml's payload bucket agrees with eventstore.payloads (issue 13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from convlog.templatecheck import load_template
+from eventstore.payloads import EXPIRY_TAG, OBJECT_PREFIX, lifecycle_rules
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+def _api_shape(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule in the shape of the S3 API (``lifecycle_rules``)."""
+    shaped: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"]}
+    if "TagFilters" in rule:
+        (tag,) = rule["TagFilters"]
+        shaped["Filter"] = {"Tag": {"Key": tag["Key"], "Value": tag["Value"]}}
+    else:
+        shaped["Filter"] = {"Prefix": rule["Prefix"]}
+    if "ExpirationInDays" in rule:
+        shaped["Expiration"] = {"Days": rule["ExpirationInDays"]}
+    if "AbortIncompleteMultipartUpload" in rule:
+        shaped["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    return shaped
+
+
+def test_bucket_lifecycle_is_the_one_create_bucket_if_not_exists_applies() -> None:
+    bucket = load_template(TEMPLATE)["Resources"]["PayloadBucket"]["Properties"]
+    rules = [_api_shape(r) for r in bucket["LifecycleConfiguration"]["Rules"]]
+    assert rules == lifecycle_rules()
+    assert all(r["Filter"].get("Tag", {}).get("Key", EXPIRY_TAG) == EXPIRY_TAG for r in rules)
+
+
+def test_bucket_is_private_and_kms_encrypted() -> None:
+    bucket = load_template(TEMPLATE)["Resources"]["PayloadBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    (sse,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+
+
+def test_app_and_projector_may_touch_only_payload_objects() -> None:
+    resources = load_template(TEMPLATE)["Resources"]
+    projector = resources["ProjectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    app = resources["ApplicationPayloadPolicy"]["Properties"]["PolicyDocument"]
+    for document in (projector, app):
+        s3 = [s for s in document["Statement"]
+              if any(str(a).startswith("s3:") for a in s["Action"])]
+        assert len(s3) == 1
+        assert sorted(s3[0]["Action"]) == ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"]
+        assert s3[0]["Resource"] == {"Fn::Sub": "${PayloadBucket.Arn}/" + OBJECT_PREFIX + "*"}
+    env = resources["ProjectorFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
