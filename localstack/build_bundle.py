@@ -1,11 +1,13 @@
 """Build the projector's Lambda bundle for LocalStack: ``localstack/build/``.
 
-The bundle is what ``sam build`` would produce for ``template.yaml``'s ``CodeUri: .``:
-the ``eventstore``, ``projections`` and ``stream_handlers`` packages, ``requirements.txt``
-installed next to them as Linux wheels for Python 3.12 (the function's runtime), and a
-copy of ``template.yaml`` so that ``CodeUri: .`` resolves to the bundle when the init
-script runs ``awslocal cloudformation package``. Wheels are chosen for this machine's
-CPU (LocalStack runs with ``LAMBDA_IGNORE_ARCHITECTURE=1``, i.e. natively).
+The bundle is what ``sam build`` would produce for ``template.yaml``: a copy of the
+template and, under its ``CodeUri`` (``lambda/``), the function's code and nothing else:
+the ``eventstore``, ``projections`` and ``stream_handlers`` packages (``lambda/`` in the
+checkout holds links to them) with ``requirements.txt`` installed next to them as Linux
+wheels for Python 3.12 (the function's runtime). No tests, benchmarks, operator tools or
+earlier builds. When the init script runs ``awslocal cloudformation package``, the
+template's ``CodeUri`` resolves to that directory of the bundle. Wheels are chosen for
+this machine's CPU (LocalStack runs with ``LAMBDA_IGNORE_ARCHITECTURE=1``, i.e. natively).
 
 Example:
     ```bash
@@ -25,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEST = ROOT / "localstack" / "build"
+CODE_DIR = "lambda"
+"""The function's ``CodeUri`` in ``template.yaml``, relative to the template."""
 PACKAGES = ("eventstore", "projections", "stream_handlers")
 PYTHON_VERSION = "3.12"
 
@@ -39,17 +43,18 @@ def build(dest: Path = DEFAULT_DEST, *, install: bool = True) -> Path:
     """Write the bundle to ``dest`` (replacing it) and return ``dest``."""
     if dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for package in PACKAGES:
+    code = dest / CODE_DIR
+    code.mkdir(parents=True)
+    for package in PACKAGES:  # real copies (the links in lambda/ are followed)
         shutil.copytree(
-            ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
-    for name in ("template.yaml", "requirements.txt"):
-        shutil.copy2(ROOT / name, dest / name)
+    shutil.copy2(ROOT / "requirements.txt", code / "requirements.txt")
+    shutil.copy2(ROOT / "template.yaml", dest / "template.yaml")
     if install:
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-             "--target", str(dest), "--requirement", str(ROOT / "requirements.txt"),
+             "--target", str(code), "--requirement", str(ROOT / "requirements.txt"),
              "--platform", wheel_platform(), "--python-version", PYTHON_VERSION,
              "--implementation", "cp", "--only-binary=:all:", "--upgrade"],
             check=True,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,13 +19,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PACKAGES = ("eventstore", "projections", "stream_handlers", "convlog")
+
+
 @pytest.fixture(scope="module")
-def core_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("core")
-    wheels = work / "wheels"
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wheels = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
                     str(ROOT)], check=True, capture_output=True)
-    wheel = next(wheels.glob("*.whl"))
+    return next(wheels.glob("*.whl"))
+
+
+@pytest.fixture(scope="module")
+def core_env(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    work = tmp_path_factory.mktemp("core")
     env = work / "venv"
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
@@ -64,3 +73,42 @@ def test_demo_without_the_local_extra_says_what_to_install(core_env: Path) -> No
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert "pip install" in lines[0] and "[local]" in lines[0]
+
+
+def test_the_wheel_ships_py_typed_and_the_license(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        meta = archive.read(metadata).decode("utf-8")
+        licenses = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(licenses) == 1, sorted(n for n in names if "dist-info" in n)
+        license_text = archive.read(licenses[0]).decode("utf-8")
+    for package in PACKAGES:
+        assert f"{package}/py.typed" in names, package
+    assert "License-Expression: MIT" in meta.splitlines()
+    assert "License-File: LICENSE" in meta.splitlines()
+    assert license_text.startswith("MIT License")
+    assert not {n for n in names if n.split("/")[0] in ("tests", "benchmarks", "localstack")}
+
+
+def test_pyproject_uses_an_spdx_license_with_a_setuptools_that_knows_it() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "MIT"
+    assert project["project"]["license-files"] == ["LICENSE"]
+    requires = project["build-system"]["requires"]
+    assert any(r.startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77
+               for r in requires), requires  # PEP 639 license expressions: setuptools 77
+
+
+def test_core_install_cli_says_which_extra_it_needs(core_env: Path) -> None:
+    convlog = core_env.parent / "convlog"
+    version = subprocess.run([str(convlog), "--version"], capture_output=True, text=True,
+                             cwd="/", timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("convlog ")
+    done = subprocess.run([str(convlog), "verify", "s1"], capture_output=True, text=True,
+                          cwd="/", timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "convlog verify: error: the convlog command line needs rich: "
+        "pip install 'convlog[cli]'"
+    ]

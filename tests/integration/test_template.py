@@ -37,7 +37,7 @@ ALARM_TYPE = "AWS::CloudWatch::Alarm"
 
 
 def package_code() -> bytes:
-    """Zip the Python packages the function's CodeUri (`.`) holds, as `sam build` copies them."""
+    """Zip the Python packages the function's CodeUri (`lambda/`) holds, as `sam build` does."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in CODE_PACKAGES:

@@ -66,20 +66,21 @@ def test_bundle_holds_the_handler_and_the_template_next_to_it(tmp_path: Path) ->
     builder = _builder()
     dest = builder.build(tmp_path / "build", install=False)
     assert (dest / "template.yaml").read_bytes() == (ROOT / "template.yaml").read_bytes()
-    assert (dest / "requirements.txt").exists()
     template = tc.load_template(dest / "template.yaml")
     function = template["Resources"]["ProjectorFunction"]["Properties"]
-    assert function["CodeUri"] == "."  # resolves to the bundle when packaged
+    code = dest / function["CodeUri"]  # resolves inside the bundle when packaged
+    assert code.is_dir() and code.parent == dest
     module = function["Handler"].rpartition(".")[0].replace(".", "/") + ".py"
-    assert (dest / module).is_file()
+    assert (code / module).is_file()
+    assert (code / "requirements.txt").exists()
     assert not list(dest.rglob("__pycache__"))
     # The handler imports from the bundle alone (plus the SDK the Lambda runtime has).
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib; "
              "m = importlib.import_module('stream_handlers.projector'); "
              "print(m.__file__)")
-    done = subprocess.run([sys.executable, "-c", probe, str(dest)], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", probe, str(code)], capture_output=True,
                           text=True, check=True, cwd=tmp_path)
-    assert done.stdout.strip().startswith(str(dest))
+    assert done.stdout.strip().startswith(str(code))
 
 
 def test_wheels_are_chosen_for_the_host_cpu() -> None:

@@ -13,14 +13,14 @@ PACKAGED=/tmp/convlog-packaged.yaml
 # --endpoint-url that awslocal adds; the standard variable points it at LocalStack too.
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://localhost:4566}"
 
-if [ ! -f "$BUNDLE/stream_handlers/projector.py" ] || [ ! -f "$BUNDLE/template.yaml" ]; then
+if [ ! -f "$BUNDLE/lambda/stream_handlers/projector.py" ] || [ ! -f "$BUNDLE/template.yaml" ]; then
   echo "convlog: no bundle in $BUNDLE; run 'python localstack/build_bundle.py' and restart" >&2
   exit 1
 fi
 
 echo "convlog: deploying stack $STACK (table $TABLE)"
 awslocal s3api head-bucket --bucket "$BUCKET" 2>/dev/null || awslocal s3 mb "s3://$BUCKET"
-# CodeUri "." is resolved against the template's directory: the bundle.
+# CodeUri "lambda/" is resolved against the template's directory: the bundle's lambda/.
 awslocal cloudformation package \
   --template-file "$BUNDLE/template.yaml" \
   --s3-bucket "$BUCKET" \
