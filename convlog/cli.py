@@ -24,17 +24,21 @@ import argparse
 import asyncio
 import concurrent.futures
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from urllib.parse import urlparse
 
 from eventstore.errors import ConvlogError, InvalidInputError, StorageError
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 T = TypeVar("T")
 DEFAULT_TABLE = "agent_sessions"
@@ -53,6 +57,7 @@ class CliContext:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _client: Any = None
+    _console: Any = None
 
     @property
     def table(self) -> str:
@@ -103,6 +108,16 @@ class CliContext:
         bucket = os.environ.get("CONVLOG_BUCKET") or None
         payloads = PayloadStore(self.client("s3"), bucket) if bucket else None
         return EventLog(self.client(), self.table, payloads=payloads)
+
+    @property
+    def console(self) -> Console:
+        """A rich console on stdout: colour on a terminal, plain text when piped."""
+        if self._console is None:
+            from .cli_format import console_for
+
+            self._console = console_for(self.out)
+        console: Console = self._console
+        return console
 
     def print(self, *parts: object) -> None:
         """Write a line to stdout."""
@@ -341,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version or a usage error
         return int(exc.code or 0)
     ctx = CliContext(args)
+    if importlib.util.find_spec("rich") is None:
+        extra = "local" if args.verb in ("demo", "serve") else "cli"
+        ctx.warn(f"convlog {args.verb}: error: the convlog command line needs rich: "
+                 f"pip install 'convlog[{extra}]'")
+        return EXIT_ERROR
     module_name, _, function = str(args.target).partition(":")
     try:
         command: Callable[[CliContext], int] = getattr(

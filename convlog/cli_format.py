@@ -1,7 +1,10 @@
-"""Plain-text rendering for the ``convlog`` command line: summaries, tables, progress.
+"""Rendering for the ``convlog`` command line: summaries, tables and progress, with rich.
 
-No third-party dependency: output is plain text that reads well in a terminal, in a CI
-log and in a README.
+Tables and progress bars are drawn by `rich <https://rich.readthedocs.io>`_: aligned
+columns, a progress bar with rate and ETA, colour only on a terminal (``NO_COLOR`` and
+``FORCE_COLOR`` are honoured) and plain text when the output is piped or redirected, so
+that it reads the same in a CI log and in the README. ``rich`` comes with the ``cli``
+extra (``pip install 'convlog[cli]'``); ``eventstore`` never imports it.
 
 Example:
     ```python
@@ -14,15 +17,49 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
-import sys
-import time
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.progress import Task as RichTask
+from rich.table import Table
+from rich.text import Text
 
 from eventstore.events import Event, JsonItem
 
 SUMMARY_WIDTH = 90
+PLAIN_WIDTH = 100_000
+"""Width of plain (piped) output: wide enough that no table cell is ever cut or wrapped."""
+
+
+PIPED_PROGRESS_WIDTH = 120
+"""Width of the one progress line written when the stream is not a terminal."""
+
+
+def console_for(stream: TextIO, *, piped_width: int | None = None) -> Console:
+    """A rich console writing to ``stream``: colour on a terminal, plain text otherwise.
+
+    Args:
+        stream: Where to write.
+        piped_width: The width to lay out for when ``stream`` is not a terminal (rich's
+            default is 80 columns).
+    """
+    console = Console(file=stream, highlight=False, emoji=False, markup=False, soft_wrap=True)
+    if piped_width is not None and not console.is_terminal:
+        console.width = piped_width
+    return console
 
 
 def shorten(text: str, width: int = SUMMARY_WIDTH) -> str:
@@ -84,17 +121,29 @@ def summarize_event(event: Event, width: int = SUMMARY_WIDTH) -> str:
     return "cleared: every earlier item is gone"
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
-    widths = [len(h) for h in headers]
+def render_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], console: Console | None = None
+) -> str:
+    """Rows under bold headers, columns aligned and two spaces apart.
+
+    On a terminal console the text carries colour codes and the last column is cut
+    (``…``) to the terminal's width; otherwise it is plain text, never cut, with no
+    trailing spaces.
+    """
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    last = len(headers) - 1
+    for n, header in enumerate(headers):
+        # Only the last column gives way on a narrow terminal: its cells are cut with "…".
+        table.add_column(header, no_wrap=n != last)
     for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = []
-    for row in [list(headers), *rows]:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
+        table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis" if n == last else "fold")
+                        for n, cell in enumerate(row)))
+    if console is None or not console.is_terminal:
+        console = Console(file=io.StringIO(), width=PLAIN_WIDTH, color_system=None,
+                          highlight=False, emoji=False)
+    with console.capture() as captured:
+        console.print(table, soft_wrap=False)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
 
 
 def render_items(items: Sequence[JsonItem], indent: str = "  ") -> str:
@@ -107,17 +156,33 @@ def render_items(items: Sequence[JsonItem], indent: str = "  ") -> str:
     )
 
 
+class _RateColumn(ProgressColumn):
+    """Steps per second, in the unit being counted."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: RichTask) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f} {self.unit}/s", style="cyan")
+
+
 class Progress:
-    """A one-line progress bar on a terminal; a line every 10 % otherwise.
+    """A progress bar with count, percentage, rate, elapsed time and ETA (rich).
+
+    On a terminal the bar redraws in place; when the stream is not a terminal only the
+    final state is written, as one plain line.
 
     Args:
         total: Number of steps.
-        label: What is counted.
+        label: What is counted (``sessions``, ``items``).
         stream: Where to draw (default: stderr).
+        description: What is being done (default: ``label``).
 
     Example:
         ```python
-        bar = Progress(len(ids), "sessions")
+        bar = Progress(len(ids), "sessions", description="rebuild")
         for session_id in ids:
             work(session_id)
             bar.advance()
@@ -125,39 +190,43 @@ class Progress:
         ```
     """
 
-    WIDTH = 30
-
-    def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, label: str, stream: TextIO | None = None, *,
+        description: str | None = None,
+    ) -> None:
         self.total = max(total, 0)
         self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.done = 0
-        self.started = time.monotonic()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_decile = -1
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(label),
+            TaskProgressColumn(),
+            _RateColumn(label),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console_for(stream if stream is not None else _stderr(),
+                                piped_width=PIPED_PROGRESS_WIDTH),
+        )
+        self._task = self._bar.add_task(description or label, total=self.total)
+        self._bar.start()
+
+    @property
+    def done(self) -> int:
+        """Steps done so far."""
+        return int(self._bar.tasks[0].completed)
 
     def advance(self, steps: int = 1) -> None:
-        """Count ``steps`` more steps as done and redraw."""
-        self.done = min(self.done + steps, self.total)
-        self._draw()
-
-    def _draw(self) -> None:
-        fraction = self.done / self.total if self.total else 1.0
-        filled = int(fraction * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        text = f"[{bar}] {self.done}/{self.total} {self.label} {fraction:4.0%}"
-        if self.tty:
-            self.stream.write("\r" + text)
-        else:
-            decile = int(fraction * 10)
-            if decile == self._last_decile:
-                return
-            self._last_decile = decile
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        """Count ``steps`` more steps as done."""
+        self._bar.advance(self._task, steps)
 
     def close(self) -> None:
-        """Finish the bar (a newline on a terminal) with the elapsed time."""
-        if self.tty:
-            self.stream.write(f"  {time.monotonic() - self.started:.1f}s\n")
-            self.stream.flush()
+        """Stop the bar and leave its final state on screen (one line when piped)."""
+        self._bar.stop()
+
+
+def _stderr() -> TextIO:
+    import sys
+
+    return sys.stderr

@@ -266,7 +266,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
 
     _section(ctx, f"events of {session_id}")
     now = run_async(replay(log, session_id))
-    ctx.print(render_replay(now, None, None))
+    ctx.print(render_replay(now, None, None, ctx.console))
 
     _section(ctx, "snapshot (written by the projector from the stream)")
     snapshot = _snapshot(client, ctx.table, session_id) if projected else None
@@ -293,7 +293,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
                   f"{origin}; created {entry.created}, hits {entry.hits}")
 
     _section(ctx, f"sessions of user {result.user}")
-    ctx.print(render_sessions(client, ctx.table, result.user) if projected
+    ctx.print(render_sessions(client, ctx.table, result.user, console=ctx.console) if projected
               else "  (no session index: projections are off)")
 
     _branch_and_usage(ctx, client, result, projected=projected)

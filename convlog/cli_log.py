@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.client import wrap_client
 from eventstore.errors import ConditionFailedError, CorruptEventError, InvalidInputError
@@ -43,6 +43,9 @@ from .cli_anchor import digest_store
 from .cli_format import Progress, render_items, render_table, shorten, summarize_event
 from .deep import check_views
 from .purge import execute_purge, plan_purge
+
+if TYPE_CHECKING:
+    from rich.console import Console
 from .rebuild import rebuild_session
 
 
@@ -77,7 +80,7 @@ def run_replay(ctx: CliContext) -> int:
     if fmt == "json":
         ctx.print(json.dumps(replay_json(result), ensure_ascii=False, indent=2))
     else:
-        ctx.print(render_replay(result, ctx.args.at_seq, ctx.args.as_of))
+        ctx.print(render_replay(result, ctx.args.at_seq, ctx.args.as_of, ctx.console))
     return EXIT_OK
 
 
@@ -95,7 +98,9 @@ def replay_json(result: ReplayResult) -> dict[str, Any]:
     }
 
 
-def render_replay(result: ReplayResult, at_seq: int | None, as_of: str | None) -> str:
+def render_replay(
+    result: ReplayResult, at_seq: int | None, as_of: str | None, console: Console | None = None
+) -> str:
     """The ``--format table`` text of a replay: events, then the items at that point."""
     if as_of:
         point = f"state as of {as_of} (after seq {result.at_seq})"
@@ -111,7 +116,8 @@ def render_replay(result: ReplayResult, at_seq: int | None, as_of: str | None) -
     lines = [
         f"session {result.session_id}: {len(result.events)} events, {point}",
         "",
-        render_table(["SEQ", "TIME", "TYPE", "USER", "SUMMARY"], rows) if rows else "(no events)",
+        render_table(["SEQ", "TIME", "TYPE", "USER", "SUMMARY"], rows, console)
+        if rows else "(no events)",
         "",
         f"items after seq {result.at_seq} ({len(result.items)}):",
         render_items(result.items),
@@ -257,7 +263,7 @@ def run_sessions(ctx: CliContext) -> int:
     if ctx.args.format == "json":
         ctx.print(json.dumps(_page_json(page), ensure_ascii=False, indent=2, default=str))
         return EXIT_OK
-    ctx.print(render_page(page, ctx.args.user))
+    ctx.print(render_page(page, ctx.args.user, ctx.console))
     if page.cursor:
         ctx.print(f"next page: convlog sessions --user {ctx.args.user} --cursor {page.cursor}")
     return EXIT_OK
@@ -269,7 +275,7 @@ def _list_sessions(
     return run_async(list_sessions(client, table, user, limit=limit, cursor=cursor))
 
 
-def render_page(page: SessionPage, user: str) -> str:
+def render_page(page: SessionPage, user: str, console: Console | None = None) -> str:
     """A page of ``list_sessions`` as a table, newest first."""
     rows = [
         [s.session_id, str(s.last_active), str(s.item_count), shorten(str(s.title or ""), 40)]
@@ -277,12 +283,14 @@ def render_page(page: SessionPage, user: str) -> str:
     ]
     if not rows:
         return f"no sessions for user {user!r}"
-    return render_table(["SESSION", "LAST ACTIVE", "ITEMS", "TITLE"], rows)
+    return render_table(["SESSION", "LAST ACTIVE", "ITEMS", "TITLE"], rows, console)
 
 
-def render_sessions(client: Any, table: str, user: str, limit: int = 20) -> str:
+def render_sessions(
+    client: Any, table: str, user: str, limit: int = 20, console: Console | None = None
+) -> str:
     """The first page of a user's sessions as a table."""
-    return render_page(_list_sessions(client, table, user, limit, None), user)
+    return render_page(_list_sessions(client, table, user, limit, None), user, console)
 
 
 def _page_json(page: SessionPage) -> dict[str, Any]:
@@ -306,7 +314,8 @@ def run_rebuild(ctx: CliContext) -> int:
             ids = sorted([s async for s in iter_session_ids(log)])
         else:
             ids = [validate_session_id(ctx.args.session_id)]
-        bar = Progress(len(ids), "sessions", ctx.err) if len(ids) > PROGRESS_ABOVE else None
+        bar = (Progress(len(ids), "sessions", ctx.err, description="rebuild")
+               if len(ids) > PROGRESS_ABOVE else None)
         events = 0
         for session_id in ids:
             events += await rebuild_session(log, session_id, handler, reset=ctx.args.reset)
@@ -346,7 +355,8 @@ def run_purge(ctx: CliContext) -> int:
         if answer not in ("y", "yes"):
             ctx.print("nothing deleted")
             return EXIT_FAILED
-    bar = Progress(len(plan.keys), "items", ctx.err) if len(plan.keys) > 250 else None
+    bar = (Progress(len(plan.keys), "items", ctx.err, description="purge")
+           if len(plan.keys) > 250 else None)
     deleted = run_async(
         execute_purge(db, ctx.table, plan, on_batch=bar.advance if bar else None)
     )

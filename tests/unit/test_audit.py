@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,12 +148,44 @@ def test_render_table_aligns_columns() -> None:
     ]
 
 
-def test_progress_without_a_terminal_prints_every_tenth() -> None:
+def test_progress_without_a_terminal_prints_one_plain_line_with_rate_and_eta() -> None:
     stream = io.StringIO()
-    bar = Progress(40, "sessions", stream)
+    bar = Progress(40, "sessions", stream, description="rebuild")
     for _ in range(40):
         bar.advance()
     bar.close()
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 11  # 0 %, 10 %, ..., 100 %
-    assert lines[-1] == "[##############################] 40/40 sessions 100%"
+    text = stream.getvalue()
+    assert "\x1b[" not in text  # no colour or cursor codes when piped
+    lines = text.splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(r"rebuild\s+━+\s+40/40 sessions\s+100%\s+[0-9,.]+ sessions/s\s+"
+                        r"\d:\d\d:\d\d eta \d:\d\d:\d\d", lines[0].strip()), lines[0]
+
+
+def test_progress_on_a_terminal_redraws_in_colour() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    bar = Progress(3, "items", stream)
+    for _ in range(3):
+        bar.advance()
+    bar.close()
+    text = stream.getvalue()
+    assert "\x1b[" in text
+    assert "3/3 items" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_tables_are_plain_when_piped_and_coloured_on_a_terminal() -> None:
+    from rich.console import Console
+
+    rows = [["1", "x" * 300]]
+    plain = render_table(["SEQ", "SUMMARY"], rows, Console(file=io.StringIO()))
+    assert plain.splitlines() == ["SEQ  SUMMARY", "1    " + "x" * 300]  # never cut when piped
+    tty = Console(file=io.StringIO(), force_terminal=True, width=60, color_system="standard")
+    coloured = render_table(["SEQ", "SUMMARY"], rows, tty)
+    assert "\x1b[1m" in coloured  # bold headers
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", coloured).splitlines()
+    assert lines[0].startswith("SEQ  SUMMARY")  # the first columns keep their width
+    assert all(len(line) <= 60 for line in lines) and lines[1].endswith("…")  # cut to fit
