@@ -5,9 +5,10 @@ environment that ``convlog serve`` tells a developer to export (endpoint, region
 credentials, table), against a real ``convlog serve`` process (embedded endpoint, table,
 stream pump and projector). A block may declare what it needs that a test machine does
 not have, in a first-line comment ``# needs: OPENAI_API_KEY``; it is skipped for that
-reason alone (unless ``CONVLOG_README_NEEDS=1``: then it runs with the real variables). Everything else must run: no undefined names, no top-level ``await``,
-every import written out, no traceback and nothing on stderr (the SDK's "skipping trace
-export" line included).
+reason alone (unless ``CONVLOG_README_NEEDS=1``: then it runs with the real variables).
+Everything else must run: no undefined names, no top-level ``await``, every import
+written out, no traceback and nothing on stderr (the SDK's "skipping trace export" line
+included). ``# prints: TEXT`` in a block names a line its output must contain.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def serve() -> Iterator[dict[str, str]]:
         env.pop("OPENAI_API_KEY", None)  # the blocks run as on a machine without a key
     else:
         env[OPT_IN] = "1"
-    proc = subprocess.Popen([CONVLOG, "serve", "--port", str(port), "--table", table],
+    proc = subprocess.Popen([CONVLOG, "serve", "--port", str(port), "--table", table,
+                             "--no-console"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     exports: dict[str, str] = {}
     try:
