@@ -1,11 +1,12 @@
 """Build the projector's Lambda bundle for LocalStack: ``localstack/build/``.
 
 The bundle is what ``sam build`` would produce for ``template.yaml``: a copy of the
-template and, under its ``CodeUri`` (``lambda/``), the function's code and nothing else:
-the ``eventstore``, ``projections`` and ``stream_handlers`` packages (``lambda/`` in the
-checkout holds links to them) with ``requirements.txt`` installed next to them as Linux
-wheels for Python 3.12 (the function's runtime). No tests, benchmarks, operator tools or
-earlier builds. When the init script runs ``awslocal cloudformation package``, the
+template and, under its ``CodeUri`` (``lambda/``), the functions' code and nothing else:
+the ``eventstore``, ``projections``, ``stream_handlers`` and ``convlog`` packages
+(``lambda/`` in the checkout holds links to them; the console functions run
+``convlog.console``) with ``requirements.txt`` installed next to them as Linux wheels for
+Python 3.12 (the functions' runtime). No tests, benchmarks, LocalStack files or earlier
+builds. When the init script runs ``awslocal cloudformation package``, the
 template's ``CodeUri`` resolves to that directory of the bundle. Wheels are chosen for
 this machine's CPU (LocalStack runs with ``LAMBDA_IGNORE_ARCHITECTURE=1``, i.e. natively).
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEST = ROOT / "localstack" / "build"
 CODE_DIR = "lambda"
 """The function's ``CodeUri`` in ``template.yaml``, relative to the template."""
-PACKAGES = ("eventstore", "projections", "stream_handlers")
+PACKAGES = ("eventstore", "projections", "stream_handlers", "convlog")
 PYTHON_VERSION = "3.12"
 
 

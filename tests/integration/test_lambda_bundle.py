@@ -14,13 +14,18 @@ from types import ModuleType
 from convlog import templatecheck as tc
 
 ROOT = Path(__file__).resolve().parents[2]
-LAMBDA_CODE = {"eventstore", "projections", "stream_handlers", "requirements.txt"}
-NEVER = {"tests", "benchmarks", "localstack", "build", "convlog", "docs", ".venv", "conftest.py"}
+LAMBDA_CODE = {"eventstore", "projections", "stream_handlers", "convlog", "requirements.txt"}
+NEVER = {"tests", "benchmarks", "localstack", "build", "docs", ".venv", "conftest.py",
+         "template.yaml", "pyproject.toml"}
 
 
 def _code_uri(template_path: Path) -> str:
+    """The one ``CodeUri`` every function of the template uses."""
     template = tc.load_template(template_path)
-    uri: str = template["Resources"]["ProjectorFunction"]["Properties"]["CodeUri"]
+    uris = {props["Properties"]["CodeUri"] for props in template["Resources"].values()
+            if props["Type"] == "AWS::Serverless::Function"}
+    assert len(uris) == 1, uris
+    uri: str = uris.pop()
     return uri
 
 
@@ -49,6 +54,6 @@ def test_the_bundle_for_localstack_has_no_tests_or_benchmarks(tmp_path: Path) ->
     code = dest / _code_uri(dest / "template.yaml")
     assert {p.name for p in code.iterdir()} == LAMBDA_CODE
     assert not any(p.is_symlink() for p in code.rglob("*"))  # real files, zipped as they are
-    names = {part for p in dest.rglob("*") for part in p.relative_to(dest).parts}
+    names = {part for p in code.rglob("*") for part in p.relative_to(code).parts}
     assert names.isdisjoint(NEVER), names & NEVER
     assert (code / "stream_handlers" / "projector.py").is_file()
