@@ -130,9 +130,10 @@ def _lost(conc: Any) -> str:
 def add_table(results: Results) -> str:
     """``add_items`` of one turn at each history length."""
     lines = [
-        "| history (items) | implementation | median latency (ms) | requests | bytes sent "
-        "| bytes received | WCU | RCU | WCU convlog/peer | bytes sent convlog/peer |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| history (items) | implementation | median latency (ms) | requests per timed call "
+        "| requests | bytes sent | bytes received | WCU | RCU | WCU convlog/peer "
+        "| bytes sent convlog/peer |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for length in results.lengths:
         peer = _get(results.add, PEER, length)
@@ -145,11 +146,18 @@ def add_table(results: Results) -> str:
                 ratios = (ratio(_attr(fig, "wcu"), _attr(peer, "wcu")),
                           ratio(_attr(fig, "bytes_sent"), _attr(peer, "bytes_sent")))
             lines.append(
-                f"| {length:,} | {results.labels[key]} | {_lat(fig)} | {_cell(fig, 'requests')} "
-                f"| {_cell(fig, 'bytes_sent')} | {_cell(fig, 'bytes_received')} "
+                f"| {length:,} | {results.labels[key]} | {_lat(fig)} | {_per_call(fig)} "
+                f"| {_cell(fig, 'requests')} | {_cell(fig, 'bytes_sent')} "
+                f"| {_cell(fig, 'bytes_received')} "
                 f"| {_cell(fig, 'wcu', 1)} | {_cell(fig, 'rcu', 1)} | {ratios[0]} | {ratios[1]} |"
             )
     return "\n".join(lines)
+
+
+def _per_call(fig: Figures) -> str:
+    if fig.failed:
+        return "fails"
+    return n(fig.timed_requests, 2)
 
 
 def _lat(fig: Figures) -> str:
@@ -162,9 +170,9 @@ def _lat(fig: Figures) -> str:
 def read_table(results: Results, table: dict[str, dict[int, Figures]]) -> str:
     """``get_items`` figures at each history length."""
     lines = [
-        "| history (items) | implementation | median latency (ms) | requests | bytes received "
-        "| RCU | RCU convlog/peer | bytes received convlog/peer |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| history (items) | implementation | median latency (ms) | requests per timed call "
+        "| requests | bytes received | RCU | RCU convlog/peer | bytes received convlog/peer |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for length in results.lengths:
         peer = _get(table, PEER, length)
@@ -178,8 +186,9 @@ def read_table(results: Results, table: dict[str, dict[int, Figures]]) -> str:
                           ratio(_attr(fig, "bytes_received"), _attr(peer, "bytes_received")))
             label = "convlog (fresh snapshot)" if key == "convlog" else results.labels[key]
             lines.append(
-                f"| {length:,} | {label} | {_lat(fig)} | {_cell(fig, 'requests')} "
-                f"| {_cell(fig, 'bytes_received')} | {_cell(fig, 'rcu', 1)} "
+                f"| {length:,} | {label} | {_lat(fig)} | {_per_call(fig)} "
+                f"| {_cell(fig, 'requests')} | {_cell(fig, 'bytes_received')} "
+                f"| {_cell(fig, 'rcu', 1)} "
                 f"| {ratios[0]} | {ratios[1]} |"
             )
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -36,7 +37,9 @@ class Figures:
     rcu: float | None = None
     failed: str | None = None
     timed_calls: int = 0
+    timed_requests: float | None = None
     operations: dict[str, int] = field(default_factory=dict)
+    read_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +89,52 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}"
 
 
+async def counted(
+    figures: Figures, meter: CapacityMeter | None, call: Callable[[], Awaitable[Any]]
+) -> None:
+    """One call whose requests, bytes and capacity units are recorded (never timed)."""
+    if meter is None:
+        await call()
+        return
+    with meter.measure(capacity=True) as usage:
+        await call()
+    figures.requests = usage.requests
+    figures.bytes_sent = usage.bytes_sent
+    figures.bytes_received = usage.bytes_received
+    figures.wcu = usage.wcu
+    figures.rcu = usage.rcu
+    figures.operations = dict(usage.operations)
+    figures.read_keys = list(usage.read_keys)
+
+
+async def timed(
+    figures: Figures,
+    meter: CapacityMeter | None,
+    call: Callable[[], Awaitable[Any]],
+    reps: int,
+    budget_seconds: float = TIME_BUDGET_SECONDS,
+) -> None:
+    """Up to ``reps`` bare timed calls (at least one), stopping once the budget is spent.
+
+    The meter only counts what the calls send (``capacity=False``: no request of its
+    own), so ``timed_requests`` is the requests per timed call.
+    """
+    timings: list[float] = []
+    spent = 0.0
+    scope = meter.measure(capacity=False) if meter is not None else contextlib.nullcontext()
+    with scope as usage:
+        while len(timings) < reps and (not timings or spent < budget_seconds):
+            start = time.perf_counter()
+            await call()
+            timings.append((time.perf_counter() - start) * 1000)
+            spent += timings[-1] / 1000
+    if timings:
+        figures.latency_ms = statistics.median(timings)
+        figures.timed_calls = len(timings)
+        if usage is not None:
+            figures.timed_requests = usage.requests / len(timings)
+
+
 async def measure(
     length: int,
     meter: CapacityMeter | None,
@@ -93,42 +142,11 @@ async def measure(
     reps: int,
     budget_seconds: float = TIME_BUDGET_SECONDS,
 ) -> Figures:
-    """One metered call (requests, bytes, capacity units), then up to ``reps`` timed calls.
-
-    The timed calls stop once ``budget_seconds`` are spent (at least one is made, none
-    when the metered call alone took longer than the budget: then its own time is the
-    latency, marked ``latency_from_metered``).
-    """
+    """One counted call (requests, bytes, capacity units), then up to ``reps`` timed calls."""
     figures = Figures(length)
     try:
-        start = time.perf_counter()
-        if meter is not None:
-            with meter.measure(capacity=True) as usage:
-                await call()
-            figures.requests = usage.requests
-            figures.bytes_sent = usage.bytes_sent
-            figures.bytes_received = usage.bytes_received
-            figures.wcu = usage.wcu
-            figures.rcu = usage.rcu
-            figures.operations = dict(usage.operations)
-        else:
-            await call()
-        metered = (time.perf_counter() - start) * 1000
-        timings: list[float] = []
-        spent = 0.0
-        while reps and len(timings) < reps and (not timings or spent < budget_seconds):
-            if metered > budget_seconds * 1000:
-                break
-            start = time.perf_counter()
-            await call()
-            timings.append((time.perf_counter() - start) * 1000)
-            spent += timings[-1] / 1000
-        if timings:
-            figures.latency_ms = statistics.median(timings)
-            figures.timed_calls = len(timings)
-        elif reps:
-            figures.latency_ms = metered
-            figures.timed_calls = 1
+        await counted(figures, meter, call)
+        await timed(figures, meter, call, reps, budget_seconds)
     except Exception as exc:  # a peer's failure is a result, not a crash
         figures.failed = _short(exc)
     return figures
