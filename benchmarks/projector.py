@@ -21,6 +21,7 @@ from eventstore.records import encode_event
 from .meter import CapacityMeter
 from .workload import turn
 
+HANDLER_POOL = 32
 WRITE_OPS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 
 
@@ -110,3 +111,74 @@ async def run_projector(endpoint: EmbeddedEndpoint, events: int, sessions: int) 
         "requests_per_event": usage.requests / delivered if delivered else None,
         "operations": dict(usage.operations),
     }
+
+
+async def run_delayed(
+    endpoint: EmbeddedEndpoint, sessions: int, per_session: int, delay_seconds: float
+) -> dict[str, Any]:
+    """Project ``sessions`` x ``per_session`` interleaved events, 5 ms added per request.
+
+    The handler's client talks to the endpoint through a ``DelayProxy`` (DynamoDB's
+    network latency); the stream pump reads the stream directly, and only the time
+    inside the handler counts. Returns events/s, batches and the handler's requests.
+    """
+    from botocore.config import Config
+
+    from convlog.pump import StreamPump
+    from stream_handlers.projector import build_handler
+
+    from .netdelay import DelayProxy
+
+    table = f"bench-delay-{uuid.uuid4().hex[:8]}"
+    writer = endpoint.client("dynamodb")
+    await create_table_if_not_exists(writer, table)
+    events = sessions * per_session
+    write_stream(writer, table, events, sessions)
+    with DelayProxy(endpoint.url, delay_seconds) as proxy:
+        kwargs = {**endpoint.client_kwargs(), "endpoint_url": proxy.url}
+        import boto3
+
+        handler_client = boto3.client(
+            "dynamodb", config=Config(max_pool_connections=HANDLER_POOL), **kwargs
+        )
+        meter = CapacityMeter(handler_client)
+        batches: list[tuple[int, float]] = []
+        handler = build_handler(handler_client, table)
+
+        def timed(event: dict[str, Any], context: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return handler(event, context)
+            finally:
+                batches.append((len(event["Records"]), time.perf_counter() - begin))
+
+        pump = StreamPump(timed, table, dynamodb=writer, client_kwargs=endpoint.client_kwargs())
+        with meter.measure() as usage:
+            delivered = pump.drain()
+    seconds = sum(t for _, t in batches)
+    return {
+        "sessions": sessions, "per_session": per_session, "events": events,
+        "delivered": delivered, "delay_ms": delay_seconds * 1000, "batches": len(batches),
+        "handler_seconds": seconds,
+        "events_per_second": delivered / seconds if seconds else None,
+        "requests": usage.requests,
+        "requests_per_batch": usage.requests / len(batches) if batches else None,
+        "operations": dict(usage.operations),
+        "first_last": _first_last(batches, 1_000),
+    }
+
+
+def _first_last(batches: list[tuple[int, float]], span: int) -> dict[str, float] | None:
+    """Events/s over the first and the last ``span`` events delivered."""
+    if sum(n for n, _ in batches) < 2 * span:
+        return None
+
+    def rate(ordered: list[tuple[int, float]]) -> float:
+        events, seconds = 0, 0.0
+        for n, t in ordered:
+            if events >= span:
+                break
+            events, seconds = events + n, seconds + t
+        return events / seconds
+
+    return {"first": rate(batches), "last": rate(list(reversed(batches)))}

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import (
@@ -84,7 +86,7 @@ class DynamoClient:
         ```
     """
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, *, threads: int | None = None) -> None:
         if not hasattr(raw, "_make_api_call") or not hasattr(raw, "meta"):
             raise InvalidClientError(
                 "dynamodb_client must be a boto3 or aiobotocore DynamoDB client, "
@@ -92,6 +94,12 @@ class DynamoClient:
             )
         self.raw = raw
         self.is_async = asyncio.iscoroutinefunction(raw._make_api_call)
+        # a boto3 client's calls run in worker threads: the loop's default pool
+        # (about cpu + 4 threads), or a pool of their own when many go out at once
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="convlog-db")
+            if threads and not self.is_async else None
+        )
 
     @property
     def endpoint(self) -> str:
@@ -112,6 +120,9 @@ class DynamoClient:
         try:
             if self.is_async:
                 result: dict[str, Any] = await method(**kwargs)
+            elif self._pool is not None:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._pool, partial(method, **kwargs))
             else:
                 result = await asyncio.to_thread(method, **kwargs)
         except (ClientError, BotoCoreError) as exc:

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -290,6 +291,14 @@ async def read_views(
             head = item
         elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
             parts.append(item)
+    return await view_state(meta_item, head, parts, payloads=payloads)
+
+
+async def view_state(
+    meta_item: AttrMap | None, head: AttrMap | None, parts: Sequence[AttrMap] = (),
+    *, payloads: PayloadStore | None = None,
+) -> ViewState:
+    """Decode a session's views from their items; an unusable view reads as absent."""
     part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
     snapshot = meta = None
     try:
@@ -324,6 +333,9 @@ async def write_session_views(
     snapshot (``stale_part_keys``, from ``read_views``) that the new one does not
     overwrite are deleted, so they do not weigh on every newest-first read.
 
+    The snapshot and the meta item are sent at once (two requests in flight), the
+    deletes of stale parts after them.
+
     Returns:
         ``True`` when the snapshot was written, ``False`` when the stored one is already
         at ``snapshot.seq`` or later (a redelivery or a replay).
@@ -341,18 +353,26 @@ async def write_session_views(
         left = None if ttl is None else max(1, ttl - int(time.time()))
         key = await payloads.put(session_id, body, ttl_seconds=left)
     items = encode_snapshot(session_id, snapshot, ttl=ttl, body=body, object_key=key)
-    written = await _put_newer(db, table_name, items, snapshot.seq)
-    await _put_newer(db, table_name, [encode_meta(meta)], meta.seq)
+    written, _ = await asyncio.gather(
+        _put_newer(db, table_name, items, snapshot.seq),
+        _put_newer(db, table_name, [encode_meta(meta)], meta.seq),
+    )
     kept = {item["sk"]["S"] for item in items}
-    for sk in stale_part_keys:
-        if written and sk not in kept:
-            with contextlib.suppress(ConditionFailedError):  # a newer snapshot owns it
-                await db.call(
-                    "delete_item", TableName=table_name,
-                    Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},
-                    **_replace_condition(snapshot.seq),
-                )
+    stale = [sk for sk in stale_part_keys if written and sk not in kept]
+    await asyncio.gather(*(_delete_stale(db, table_name, session_id, sk, snapshot.seq)
+                           for sk in stale))
     return written
+
+
+async def _delete_stale(
+    db: DynamoClient, table_name: str, session_id: str, sk: str, seq: int
+) -> None:
+    with contextlib.suppress(ConditionFailedError):  # a newer snapshot owns it
+        await db.call(
+            "delete_item", TableName=table_name,
+            Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},
+            **_replace_condition(seq),
+        )
 
 
 def _replace_condition(seq: int) -> dict[str, Any]:

@@ -2,17 +2,20 @@
 
 ``ProjectionBatch.collect`` is the Powertools record handler: it decodes a record (a
 malformed one raises, so Powertools reports it in ``batchItemFailures``) and files it
-under its session. ``ProjectionBatch.flush`` then, for each session: reads the current
-views (one ``Query``), orders the events by seq, fills a gap from the table, folds
-(``projections.project_session``) and writes the snapshot and the meta item once each,
-with a condition on the last applied seq, plus the tool-cache entries. A record that
-cannot be decoded is projected from the table's copy of its event (the truth). The stored
-snapshot is built on only when the chain proves it (the first new event's ``prev_hash``
-is the snapshot's ``hash``); otherwise, or when it cannot be decoded, the session is
-folded from its first stored event. A failure in one session never fails the others'
-records. A session blocked
-by an event whose table copy it cannot read reports that record and every later one of
-the session as failed: the views stop at the last good event, never past it.
+under its session. ``ProjectionBatch.flush`` then reads the current views of every
+session of the batch at once (``read_views_batch``: consistent ``BatchGetItem``, 100
+keys per request, all sent together), and for each session orders the events by seq,
+fills a gap from the table, folds (``projections.project_session``) and writes the
+snapshot and the meta item once each, with a condition on the last applied seq, plus
+the tool-cache entries. The writes of all sessions go out concurrently, at most
+``max_in_flight`` at a time, so a batch over 100 sessions costs a few round trips of
+wall time, not three per session. A record that cannot be decoded is projected from the
+table's copy of its event (the truth). The stored snapshot is built on only when the
+chain proves it (the first new event's ``prev_hash`` is the snapshot's ``hash``);
+otherwise, or when it cannot be decoded, the session is folded from its first stored
+event. A failure in one session never fails the others' records. A session blocked by
+an event whose table copy it cannot read reports that record and every later one of the
+session as failed: the views stop at the last good event, never past it.
 
 Example:
     ```python
@@ -41,11 +44,12 @@ from eventstore.history import branch_base
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
-from eventstore.views import read_views, write_session_views, write_tool_entry
+from eventstore.viewbatch import read_views_batch
+from eventstore.views import ViewState, write_session_views, write_tool_entry
 from projections import EventRecord, classify, project_session, record_location
 
 T = TypeVar("T")
-SESSION_CONCURRENCY = 8
+MAX_IN_FLIGHT = 32  # requests at once; capped by the client's connection pool
 
 
 @dataclass
@@ -73,6 +77,8 @@ class ProjectionBatch:
         logger: Where rejected records and blocked sessions are logged.
         tool_ttl_seconds: Lifetime of tool-cache entries (``0``: no tool caching).
         payloads: Where large payloads and snapshots live (S3), if anywhere.
+        max_in_flight: Most requests sent at once (default: ``MAX_IN_FLIGHT``, at most
+            the client's ``max_pool_connections``).
 
     Example:
         ```python
@@ -91,9 +97,11 @@ class ProjectionBatch:
         *,
         tool_ttl_seconds: int = 3600,
         payloads: PayloadStore | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.db = db
         self.payloads = payloads
+        self.max_in_flight = max_in_flight or in_flight_limit(db)
         self.table_name = table_name
         self.logger = logger
         self.tool_ttl_seconds = tool_ttl_seconds
@@ -133,29 +141,38 @@ class ProjectionBatch:
     async def flush(self, response: dict[str, Any]) -> tuple[dict[str, Any], BatchOutcome]:
         """Project every collected session and merge its failures into ``response``.
 
-        Sessions are independent, so up to ``SESSION_CONCURRENCY`` are projected at once;
-        within a session, events are applied strictly in seq order.
+        The views of all sessions are read first, in as few requests as DynamoDB allows;
+        sessions are then independent and project concurrently (their requests bounded
+        by ``max_in_flight``); within a session, events are applied strictly in seq order.
         """
         outcome = BatchOutcome()
         now = time.time()
         ages = [now - r.created_at for rs in self.sessions.values() for r in rs
                 if r.created_at is not None]
         outcome.lag_ms = max(ages) * 1000 if ages else None
-        limit = asyncio.Semaphore(SESSION_CONCURRENCY)
+        limit = asyncio.Semaphore(max(1, self.max_in_flight // 2))
+        states: dict[str, ViewState] = {}
+        try:
+            states = await read_views_batch(
+                self.db, self.table_name, list(self.sessions), payloads=self.payloads)
+        except Exception as exc:  # every record of the batch is retried
+            self.logger.error(f"reading the views of {len(self.sessions)} sessions failed: {exc}")
+            outcome.failed.extend(r.record_id for rs in self.sessions.values() for r in rs)
 
         async def one(session_id: str, records: list[EventRecord]) -> None:
-            async with limit:
-                try:
-                    outcome.projected += await self._project(session_id, records, outcome.failed)
-                except Exception as exc:  # this session only, never the whole batch
-                    self.logger.error(
-                        f"session {session_id}: projection failed at seq {records[0].seq}: "
-                        f"{exc}",
-                        extra={"session_id": session_id, "seq": records[0].seq},
-                    )
-                    outcome.failed.extend(r.record_id for r in records)
+            try:
+                outcome.projected += await self._project(
+                    session_id, records, states[session_id], outcome.failed, limit
+                )
+            except Exception as exc:  # this session only, never the whole batch
+                self.logger.error(
+                    f"session {session_id}: projection failed at seq {records[0].seq}: "
+                    f"{exc}",
+                    extra={"session_id": session_id, "seq": records[0].seq},
+                )
+                outcome.failed.extend(r.record_id for r in records)
 
-        await asyncio.gather(*(one(s, rs) for s, rs in self.sessions.items()))
+        await asyncio.gather(*(one(s, rs) for s, rs in self.sessions.items() if s in states))
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         failed.update(outcome.failed)
         ordered = [i for i in self.order if i in failed]
@@ -163,9 +180,9 @@ class ProjectionBatch:
         return {"batchItemFailures": [{"itemIdentifier": i} for i in ordered]}, outcome
 
     async def _project(
-        self, session_id: str, records: list[EventRecord], failed: list[str]
+        self, session_id: str, records: list[EventRecord], state: ViewState,
+        failed: list[str], limit: asyncio.Semaphore,
     ) -> int:
-        state = await read_views(self.db, self.table_name, session_id, payloads=self.payloads)
         prior = state.snapshot if state.consistent else None
         if prior is not None and prior.expired(time.time()):
             prior = None  # every event it folded has expired: start from what is stored
@@ -176,16 +193,19 @@ class ProjectionBatch:
         top = newer[-1].seq
         events: list[StoredEvent] = [r.stored for r in newer if r.stored is not None]
         if [e.event.seq for e in events] != list(range(base + 1, top + 1)):
-            events = await self._read_range(session_id, base, top)
+            async with limit:
+                events = await self._read_range(session_id, base, top)
         if prior is not None and not (events and events[0].prev_hash == prior.hash):
             # the chain does not prove the stored snapshot (forged, copied, or older
             # than hashes): fold the session from its first stored event instead
             prior, base = None, 0
-            events = await self._read_range(session_id, 0, top)
+            async with limit:
+                events = await self._read_range(session_id, 0, top)
         meta = state.meta if prior else None
         if prior is None and events and events[0].event.type == "branch_created":
             # a branch starts from its parent's prefix (read from the parent's events)
-            prior = await branch_base(EventLog(self.db, self.table_name), events[0])
+            async with limit:
+                prior = await branch_base(EventLog(self.db, self.table_name), events[0])
         result = project_session(
             session_id, prior, meta, events,
             tool_ttl_seconds=self.tool_ttl_seconds,
@@ -194,12 +214,15 @@ class ProjectionBatch:
         failed.extend(r.record_id for r in newer if r.seq > done)
         if result is None:
             return 0
-        await write_session_views(
-            self.db, self.table_name, session_id, result.snapshot, result.meta, ttl=result.ttl,
-            stale_part_keys=state.part_keys, payloads=self.payloads,
-        )
+
+        async with limit:  # one slot per session: its two view writes go out together
+            await write_session_views(
+                self.db, self.table_name, session_id, result.snapshot, result.meta,
+                ttl=result.ttl, stale_part_keys=state.part_keys, payloads=self.payloads,
+            )
         for entry in result.tool_entries:
-            await write_tool_entry(self.db, self.table_name, entry)
+            async with limit:
+                await write_tool_entry(self.db, self.table_name, entry)
         return result.applied
 
     async def _read_range(self, session_id: str, base: int, top: int) -> list[StoredEvent]:
@@ -227,6 +250,12 @@ class ProjectionBatch:
                 extra={"session_id": session_id, "seq": seq},
             )
         return events
+
+
+def in_flight_limit(db: DynamoClient) -> int:
+    """``MAX_IN_FLIGHT``, or fewer when the client's connection pool is smaller."""
+    pool = getattr(getattr(db.raw.meta, "config", None), "max_pool_connections", None)
+    return min(MAX_IN_FLIGHT, pool) if isinstance(pool, int) and pool > 0 else MAX_IN_FLIGHT
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

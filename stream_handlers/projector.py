@@ -30,10 +30,10 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 
-from eventstore.client import wrap_client
+from eventstore.client import DynamoClient, wrap_client
 from eventstore.payloads import PayloadStore
 
-from .batch import ProjectionBatch, run_sync
+from .batch import MAX_IN_FLIGHT, ProjectionBatch, in_flight_limit, run_sync
 
 logger = Logger(service="convlog-projector")
 metrics = Metrics(namespace="convlog", service="convlog-projector")
@@ -59,6 +59,8 @@ def build_handler(
     """
     db = wrap_client(client)
     payloads = PayloadStore(s3_client, bucket_name) if s3_client and bucket_name else None
+    if not db.is_async:  # the batch sends up to in_flight_limit requests at once
+        db = DynamoClient(db.raw, threads=in_flight_limit(db))
     ttl = tool_ttl_seconds if tool_ttl_seconds is not None else _env_int("TOOL_CACHE_TTL_SECONDS")
     processor = BatchProcessor(
         event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
@@ -96,7 +98,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         from botocore.config import Config
 
         config = Config(retries={"mode": "standard", "max_attempts": 8})
-        _client = boto3.client("dynamodb", config=config)
+        _client = boto3.client(
+            "dynamodb", config=config.merge(Config(max_pool_connections=MAX_IN_FLIGHT)))
         _s3 = boto3.client("s3", config=config) if bucket else None
     return build_handler(_client, os.environ["TABLE_NAME"], emit_metrics=True,
                          s3_client=_s3, bucket_name=bucket)(event, context)

@@ -56,9 +56,9 @@ async def test_batch_of_100_over_3_sessions_writes_each_view_once(
     pump = make_pump(endpoint, table, handler_client=boto3_client)
     assert pump.drain() == 100
     assert pump.stats.batches == 1
-    # one Query (current views), one PutItem each for snapshot and meta per session,
-    # plus one UpdateItem per tool-cache entry: nothing else
-    assert counter.counts == {"Query": 3, "PutItem": 6, "UpdateItem": tools}
+    # one BatchGetItem (the views of all 3 sessions), one PutItem each for snapshot and
+    # meta per session, plus one UpdateItem per tool-cache entry: nothing else
+    assert counter.counts == {"BatchGetItem": 1, "PutItem": 6, "UpdateItem": tools}
     views = view_items(boto3_client, table)
     assert sorted(i["sk"]["S"] for i in views if i["pk"]["S"].startswith("SESSION#")) == [
         "META", "META", "META", "SNAPSHOT", "SNAPSHOT", "SNAPSHOT"]
@@ -148,7 +148,7 @@ async def test_a_gap_is_filled_by_reading_the_missing_events(
     assert handler({"Records": records[:1]}, None) == {"batchItemFailures": []}
     counter.reset()
     assert handler({"Records": [records[5], records[3]]}, None) == {"batchItemFailures": []}
-    assert counter.counts == {"Query": 2, "PutItem": 2}  # views, then seq 2..6
+    assert counter.counts == {"BatchGetItem": 1, "Query": 1, "PutItem": 2}  # views, seq 2..6
     snapshot = decode_snapshot(next(i for i in view_items(boto3_client, table)
                                     if i["sk"]["S"] == "SNAPSHOT"))
     assert (snapshot.seq, snapshot.items()) == (6, expected_items(events))

@@ -35,7 +35,7 @@ def test_insert_of_an_event_writes_snapshot_and_meta(
 ) -> None:
     handler = build_handler(boto3_client, table)
     assert handler(load_event("insert_event.json"), None) == {"batchItemFailures": []}
-    assert counter.counts == {"Query": 1, "PutItem": 2}
+    assert counter.counts == {"BatchGetItem": 1, "PutItem": 2}
     views = {i["sk"]["S"]: i for i in view_items(boto3_client, table)}
     assert set(views) == {"META", "SNAPSHOT"}
     snapshot = decode_snapshot(views["SNAPSHOT"])
@@ -118,7 +118,7 @@ def test_redelivered_event_changes_nothing(boto3_client: Any, table: str, counte
     before = view_items(boto3_client, table)
     counter.reset()
     assert handler(event, None) == {"batchItemFailures": []}
-    assert counter.counts == {"Query": 1}  # reads the views, sees seq 3, writes nothing
+    assert counter.counts == {"BatchGetItem": 1}  # reads the views, sees seq 3, writes nothing
     assert view_items(boto3_client, table) == before
 
 
