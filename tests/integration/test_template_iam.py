@@ -86,6 +86,10 @@ def accesses(operation: str, body: dict[str, Any]) -> list[Access]:
                                      or r["DeleteRequest"]["Key"]) for r in requests}))
             found.append(Access("dynamodb:BatchWriteItem", arn(table), keys))
         return found
+    if operation == "BatchGetItem":
+        return [Access("dynamodb:BatchGetItem", arn(table),
+                       tuple(sorted({_pk(k) for k in request["Keys"]})))
+                for table, request in body["RequestItems"].items()]
     table = body["TableName"]
     if operation == "Query":
         keys: tuple[str, ...] = (_query_leading_key(body),)
