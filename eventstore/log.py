@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .catchup import bytes_per_event, read_range_at_once
 from .client import DynamoClient, wrap_client
 from .errors import (
     AmbiguousResultError,
@@ -31,7 +32,15 @@ from .errors import (
 )
 from .events import GENESIS_HASH, Event, chain_hash, payload_data, payload_digest
 from .fold import NewestFirstFold, Snapshot
-from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, seq_of, session_pk
+from .keys import (
+    EVENT_PREFIX,
+    SNAPSHOT_SK,
+    event_sk,
+    is_event_sk,
+    is_part_sk,
+    seq_of,
+    session_pk,
+)
 from .limits import DEFAULT_MAX_STATE_BYTES, Limits
 from .records import (
     DIGEST_ATTR,
@@ -290,6 +299,9 @@ class EventLog:
         first, then the newest events; it stops as soon as ``fold`` is done. An event is
         decoded (and its S3 payload fetched) only when the fold needs it, and so is the
         snapshot: an event the snapshot already covers is never decoded.
+        When the first page shows a snapshot further behind than the page reaches, the
+        events from ``snapshot.seq`` on are read with ``read_range_at_once`` (one more
+        round trip).
         """
         snap = LazySnapshot(self.decode_snapshot, fold.now)
         event_parts: list[AttrMap] = []
@@ -298,6 +310,7 @@ class EventLog:
         page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
         rows = 0
         start_key: AttrMap | None = None
+        catch_up: tuple[int, int, int] | None = None  # events low..high, bytes per event
         while not fold.done:
             params: dict[str, Any] = {
                 "TableName": self.table_name,
@@ -314,8 +327,12 @@ class EventLog:
             }
             if start_key:
                 params["ExclusiveStartKey"] = start_key
-            response = await self.db.call("query", **params)
-            requests += 1
+            if catch_up is not None:
+                response, sent = await self._catch_up(session_id, *catch_up)
+                requests, catch_up = requests + sent, None
+            else:
+                response = await self.db.call("query", **params)
+                requests += 1
             rows += len(response.get("Items", []))
             for item in response.get("Items", []):
                 sk = item["sk"]["S"]
@@ -338,8 +355,27 @@ class EventLog:
             start_key = response.get("LastEvaluatedKey")
             if start_key is None:  # a snapshot no stored event proves stands for nothing
                 fold.finish()
+            elif fold.limit is None and requests == 1 and snap.covers(0):
+                low = int(snap.head["seq"]["N"]) if snap.head is not None else 0  # live
+                last = start_key["sk"]["S"]
+                high = seq_of(last) - (0 if is_part_sk(last) else 1) if is_event_sk(last) else 0
+                if high >= low:  # the snapshot lies further back than the page
+                    event_parts = []  # the range reads that event again, whole
+                    catch_up = (low, high, bytes_per_event(response["Items"]))
             page = _next_page(fold, page, rows)
         return ReadResult(fold.items(), head, snap.seq_used, requests, fold.ttls())
+
+    async def _catch_up(
+        self, session_id: str, low: int, high: int, event_bytes: int
+    ) -> tuple[dict[str, Any], int]:
+        """Events ``low..high`` as one response; it goes on below ``low`` if need be."""
+        found, sent = await read_range_at_once(
+            self.db, self.table_name, session_id, low, high, event_bytes)
+        response: dict[str, Any] = {"Items": found}
+        if low > 1:  # were the snapshot not proven, the older events come next
+            response["LastEvaluatedKey"] = {
+                "pk": {"S": session_pk(session_id)}, "sk": {"S": event_sk(low)}}
+        return response, sent
 
     async def iter_events(
         self, session_id: str, *, after_seq: int = 0, upto_seq: int | None = None

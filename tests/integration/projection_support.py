@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 from convlog.local import EmbeddedEndpoint
 from convlog.pump import StreamPump
+from eventstore.client import DynamoClient
 from eventstore.events import (
     GENESIS_HASH,
     Event,
@@ -169,3 +171,47 @@ def insert_records(events: Sequence[StoredEvent], first_id: int = 1) -> list[dic
                          "StreamViewType": "NEW_AND_OLD_IMAGES"},
         }, arn))
     return records
+
+
+class WatchedClient(DynamoClient):
+    """A real client that counts calls, round trips and the most requests in flight.
+
+    Counted in the event loop, so the figures are deterministic: requests sent together
+    (``asyncio.gather``) are in flight together, and a call that starts while none is
+    in flight starts a new round trip. ``items`` collects what queries returned.
+
+    ``unprocess`` (fault injection) moves keys of the first ``BatchGetItem`` responses
+    into ``UnprocessedKeys``, as DynamoDB does when a request exceeds its limits.
+    """
+
+    def __init__(self, raw: Any, *, threads: int, unprocess: int = 0, times: int = 1) -> None:
+        super().__init__(raw, threads=threads)
+        self.calls: Counter[str] = Counter()
+        self.in_flight = self.peak = self.round_trips = 0
+        self.unprocess, self.times = unprocess, times
+        self.items: list[dict[str, Any]] = []
+
+    async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        self.calls[operation] += 1
+        self.round_trips += self.in_flight == 0  # nothing else was waiting: a new round
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if operation == "batch_get_item" and self.unprocess and self.times:
+                self.times -= 1
+                return await self._partly(kwargs)
+            response = await super().call(operation, **kwargs)
+            self.items.extend(response.get("Items", []))
+            return response
+        finally:
+            self.in_flight -= 1
+
+    async def _partly(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        ((table, request),) = kwargs["RequestItems"].items()
+        keys, left = request["Keys"][: -self.unprocess], request["Keys"][-self.unprocess :]
+        response: dict[str, Any] = {"Responses": {table: []}}
+        if keys:
+            response = await super().call(
+                "batch_get_item", RequestItems={table: {**request, "Keys": keys}})
+        response["UnprocessedKeys"] = {table: {**request, "Keys": left}}
+        return response

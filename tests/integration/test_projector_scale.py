@@ -10,12 +10,18 @@ is measured in ``python -m benchmarks`` (5 ms per request through a delaying pro
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from projection_support import History, expected_items, insert_records, put_events, ts_of
+from projection_support import (
+    History,
+    WatchedClient,
+    expected_items,
+    insert_records,
+    put_events,
+    ts_of,
+)
 
 from eventstore import DynamoDBSession, viewbatch
 from eventstore.client import DynamoClient
@@ -24,42 +30,6 @@ from stream_handlers.batch import ProjectionBatch
 from stream_handlers.projector import build_handler
 
 SESSIONS = 100
-
-
-class WatchedClient(DynamoClient):
-    """A real client that counts calls and the most requests in flight at once.
-
-    ``unprocess`` (fault injection) moves keys of the first ``BatchGetItem`` responses
-    into ``UnprocessedKeys``, as DynamoDB does when a request exceeds its limits.
-    """
-
-    def __init__(self, raw: Any, *, threads: int, unprocess: int = 0, times: int = 1) -> None:
-        super().__init__(raw, threads=threads)
-        self.calls: Counter[str] = Counter()
-        self.in_flight = self.peak = 0
-        self.unprocess, self.times = unprocess, times
-
-    async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        self.calls[operation] += 1
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        try:
-            if operation == "batch_get_item" and self.unprocess and self.times:
-                self.times -= 1
-                return await self._partly(kwargs)
-            return await super().call(operation, **kwargs)
-        finally:
-            self.in_flight -= 1
-
-    async def _partly(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        ((table, request),) = kwargs["RequestItems"].items()
-        keys, left = request["Keys"][: -self.unprocess], request["Keys"][-self.unprocess :]
-        response: dict[str, Any] = {"Responses": {table: []}}
-        if keys:
-            response = await super().call(
-                "batch_get_item", RequestItems={table: {**request, "Keys": keys}})
-        response["UnprocessedKeys"] = {table: {**request, "Keys": left}}
-        return response
 
 
 def interleaved(rounds: int) -> tuple[list[StoredEvent], dict[str, list[StoredEvent]]]:
