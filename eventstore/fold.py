@@ -192,8 +192,10 @@ class NewestFirstFold:
     def feed_snapshot(self, snapshot: Snapshot) -> None:
         """Consume the state every older event folds to; the walk is then complete."""
         if not self.done:
-            live = [e for e in snapshot.entries if not e.expired(self.now)]
-            self.expiring = self.expiring or any(e.ttl is not None for e in snapshot.entries)
+            now, entries = self.now, snapshot.entries
+            expiring = any(e.ttl is not None for e in entries)
+            live = [e for e in entries if e.ttl is None or e.ttl > now] if expiring else entries
+            self.expiring = self.expiring or expiring
             self._take([e.item for e in live], [e.ttl for e in live])
         self.done = True
 
@@ -225,12 +227,16 @@ class NewestFirstFold:
         return list(reversed(self._ttls))
 
     def _take(self, items: Sequence[JsonItem], ttls: Sequence[int | None]) -> None:
-        for item, ttl in zip(reversed(items), reversed(ttls), strict=True):
-            if self._pending_pops:
-                self._pending_pops -= 1
-                continue
-            self._collected.append(item)
-            self._ttls.append(ttl)
-            if self.limit is not None and len(self._collected) >= self.limit:
-                self.done = True
-                return
+        """Collect ``items`` newest first, after the pending pops remove the newest ones.
+
+        Slices, not one step per item: a snapshot hands over thousands at once.
+        """
+        popped = min(self._pending_pops, len(items))
+        self._pending_pops -= popped
+        end = len(items) - popped
+        kept = end
+        if self.limit is not None and kept >= self.limit - len(self._collected):
+            kept = self.limit - len(self._collected)
+            self.done = True
+        self._collected.extend(items[end - kept : end][::-1])
+        self._ttls.extend(ttls[end - kept : end][::-1])
