@@ -34,11 +34,15 @@ from eventstore.capacity import (
 class Usage:
     """What a client consumed: HTTP requests, bytes on the wire and capacity units.
 
+    ``round_trips`` counts the requests sent while no other was waiting for its answer:
+    requests sent together count once (the wall time DynamoDB's latency adds).
+
     ``read_keys`` lists the sort keys of the items the reads returned (counted calls
     only), so a benchmark can tell which events a read paid for.
     """
 
     requests: int = 0
+    round_trips: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     wcu: float = 0.0
@@ -91,6 +95,7 @@ class CapacityMeter:
         self.shadow = shadow
         self._keys: dict[str, list[str]] = {}
         self._recording: list[_Call] | None = None
+        self._in_flight = 0
         events = client.meta.events
         events.register("before-send.dynamodb", self._on_send)
         events.register("before-parse.dynamodb", self._on_response)
@@ -127,6 +132,7 @@ class CapacityMeter:
             self._size(call)
         now = self.usage
         result.requests = now.requests - before.requests
+        result.round_trips = now.round_trips - before.round_trips
         result.bytes_sent = now.bytes_sent - before.bytes_sent
         result.bytes_received = now.bytes_received - before.bytes_received
         result.wcu = now.wcu - before.wcu
@@ -141,6 +147,8 @@ class CapacityMeter:
         if isinstance(target, bytes):
             target = target.decode()
         self.usage.requests += 1
+        self.usage.round_trips += self._in_flight == 0  # none pending: a new round trip
+        self._in_flight += 1
         self.usage.operations[str(target).rsplit(".", 1)[-1]] += 1
         body = request.body or b""
         self.usage.bytes_sent += len(body.encode("utf-8") if isinstance(body, str) else body)
@@ -148,6 +156,7 @@ class CapacityMeter:
     def _on_response(self, response_dict: dict[str, Any], **_: Any) -> None:
         body = response_dict.get("body") or b""
         self.usage.bytes_received += len(body)
+        self._in_flight = max(0, self._in_flight - 1)
 
     # -- recording (counted calls only) --------------------------------------------------
 

@@ -76,6 +76,7 @@ async def run_projector(endpoint: EmbeddedEndpoint, events: int, sessions: int) 
     meter = CapacityMeter(handler_client)
     handler = build_handler(handler_client, table)
     spent = {"seconds": 0.0}
+    batches: list[tuple[int, float]] = []
 
     def timed(event: dict[str, Any], context: Any) -> Any:
         begin = time.perf_counter()
@@ -83,6 +84,7 @@ async def run_projector(endpoint: EmbeddedEndpoint, events: int, sessions: int) 
             return handler(event, context)
         finally:
             spent["seconds"] += time.perf_counter() - begin
+            batches.append((len(event["Records"]), time.perf_counter() - begin))
 
     pump = StreamPump(
         timed, table, dynamodb=endpoint.client("dynamodb"),
@@ -110,6 +112,7 @@ async def run_projector(endpoint: EmbeddedEndpoint, events: int, sessions: int) 
         "view_writes_per_event": writes / delivered if delivered else None,
         "requests_per_event": usage.requests / delivered if delivered else None,
         "operations": dict(usage.operations),
+        "first_last": _first_last(batches, 1_000),
     }
 
 

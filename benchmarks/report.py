@@ -171,8 +171,9 @@ def read_table(results: Results, table: dict[str, dict[int, Figures]]) -> str:
     """``get_items`` figures at each history length."""
     lines = [
         "| history (items) | implementation | median latency (ms) | requests per timed call "
-        "| requests | bytes received | RCU | RCU convlog/peer | bytes received convlog/peer |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| requests | bytes received | RCU | own CPU (ms) | RCU convlog/peer "
+        "| bytes received convlog/peer |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for length in results.lengths:
         peer = _get(table, PEER, length)
@@ -188,7 +189,7 @@ def read_table(results: Results, table: dict[str, dict[int, Figures]]) -> str:
             lines.append(
                 f"| {length:,} | {label} | {_lat(fig)} | {_per_call(fig)} "
                 f"| {_cell(fig, 'requests')} | {_cell(fig, 'bytes_received')} "
-                f"| {_cell(fig, 'rcu', 1)} "
+                f"| {_cell(fig, 'rcu', 1)} | {_cell(fig, 'cpu_ms', 2)} "
                 f"| {ratios[0]} | {ratios[1]} |"
             )
     return "\n".join(lines)

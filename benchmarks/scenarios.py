@@ -13,6 +13,8 @@ from typing import Any
 
 from eventstore.capacity import ITEM_LIMIT_BYTES, item_size
 
+from . import cpu
+from .cpu import Read
 from .meter import CapacityMeter
 from .subjects import ConvlogSubject, PeerSubject, Subject
 from .workload import history, message, turn
@@ -38,6 +40,9 @@ class Figures:
     failed: str | None = None
     timed_calls: int = 0
     timed_requests: float | None = None
+    round_trips: int | None = None
+    cpu_ms: float | None = None
+    below_snapshot: int | None = None
     operations: dict[str, int] = field(default_factory=dict)
     read_keys: list[str] = field(default_factory=list)
 
@@ -77,9 +82,12 @@ class Results:
     add_cold: dict[str, dict[int, Figures]] = field(default_factory=dict)
     get_all: dict[str, dict[int, Figures]] = field(default_factory=dict)
     get_20: dict[str, dict[int, Figures]] = field(default_factory=dict)
+    lagging: dict[str, dict[int, Figures]] = field(default_factory=dict)
     limits: dict[str, Limit] = field(default_factory=dict)
     concurrency: dict[str, Concurrency] = field(default_factory=dict)
     projector: dict[str, Any] | None = None
+    delayed: list[dict[str, Any]] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -99,6 +107,7 @@ async def counted(
     with meter.measure(capacity=True) as usage:
         await call()
     figures.requests = usage.requests
+    figures.round_trips = usage.round_trips
     figures.bytes_sent = usage.bytes_sent
     figures.bytes_received = usage.bytes_received
     figures.wcu = usage.wcu
@@ -162,6 +171,48 @@ async def _reads(
     results.get_20.setdefault(key, {})[length] = await measure(
         length, meter, lambda: session.get_items(limit=20), results.reps
     )
+    if isinstance(subject, ConvlogSubject):
+        for table, read in ((results.get_all, _all), (results.get_20, _newest_20)):
+            await _own_cpu(table[key][length], subject, session, read)
+
+
+async def _all(session: Any) -> Any:
+    return await session.get_items()
+
+
+async def _newest_20(session: Any) -> Any:
+    return await session.get_items(limit=20)
+
+
+async def _own_cpu(figures: Figures, subject: ConvlogSubject, session: Any, read: Read) -> None:
+    """convlog's own CPU for ``read``, replayed from its recorded responses (no I/O)."""
+    if figures.failed:
+        return
+    responses = await cpu.record(subject.client, session.table_name, session.session_id, read)
+    figures.cpu_ms = await cpu.own_cpu_ms(
+        subject.client, responses, session.table_name, session.session_id, read)
+
+
+async def lagging(results: Results, subject: ConvlogSubject, base: int, lags: list[int]) -> None:
+    """Reads of a session whose snapshot is ``lag`` events (turns) behind its head."""
+    sid = "bench-lagging"
+    session = subject.open(sid)
+    await subject.grow(session, sid, base)
+    await subject.project()
+    written = 0
+    for lag in lags:
+        while written < lag:
+            written += 1
+            await session.add_items(turn(20_000_000 + written))
+        subject.added(sid, 2 * lag)
+        for key, read in (("all", _all), ("20", _newest_20)):
+            figures = await measure(lag, subject.meter, lambda r=read: r(session), results.reps)
+            figures.below_snapshot = sum(  # events older than the one that proves it
+                1 for k in figures.read_keys
+                if k.startswith("EVENT#") and int(k[6:18]) < base // 2
+            )
+            await _own_cpu(figures, subject, session, read)
+            results.lagging.setdefault(key, {})[lag] = figures
 
 
 async def _adds(results: Results, subject: Subject, session: Any, sid: str, length: int) -> None:
