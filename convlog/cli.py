@@ -238,8 +238,10 @@ _VERBS: list[tuple[str, str, str, str]] = [
      "recompute snapshot, meta and tool-cache views from the log",
      "convlog rebuild user-123\n  convlog rebuild --all"),
     ("purge", "convlog.cli_log:run_purge",
-     "erase every item of a session or of all sessions of a user",
-     "convlog purge --session user-123\n  convlog purge --user alice --yes"),
+     "erase every item of a session or of all sessions of a user, for good",
+     "convlog purge --session user-123\n  convlog purge --user alice --yes\n"
+     "  convlog purge --user alice --shared content --yes\n"
+     "  convlog purge --user alice --scan --segments 8"),
     ("usage", "convlog.cli_usage:run_usage",
      "a user's token usage (store_run_usage), per session and in total",
      "convlog usage --user alice\n  convlog usage --user alice --since 2026-01-01T00:00:00Z"),
@@ -299,6 +301,19 @@ def _add_verb_arguments(name: str, sub: argparse.ArgumentParser) -> None:
         target.add_argument("--session", metavar="SESSION_ID")
         target.add_argument("--user", metavar="USER_ID")
         sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        sub.add_argument(
+            "--shared", choices=("session", "content"),
+            help="sessions the user shares with others: 'session' deletes them whole, "
+                 "other users' events included; 'content' erases only the user's content "
+                 "and keeps the chain verifiable (required with --yes when there are any)",
+        )
+        sub.add_argument(
+            "--scan", action="store_true",
+            help="find the user's sessions with a parallel full-table Scan (reads the "
+                 "whole table) instead of the by_user index",
+        )
+        sub.add_argument("--segments", type=int, default=4, metavar="N",
+                         help="parallel Scan segments with --scan (default 4)")
 
 
 def _digest_arguments(sub: argparse.ArgumentParser) -> None:

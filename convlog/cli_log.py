@@ -42,6 +42,7 @@ from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, r
 from .cli_anchor import digest_store
 from .cli_format import Progress, render_items, render_table, shorten, summarize_event
 from .deep import check_views
+from .erase_content import erase_user_content
 from .purge import execute_purge, plan_purge
 
 if TYPE_CHECKING:
@@ -334,20 +335,49 @@ def run_rebuild(ctx: CliContext) -> int:
 
 
 def run_purge(ctx: CliContext) -> int:
-    """``convlog purge (--session ID | --user USER) [--yes]``."""
+    """``convlog purge (--session ID | --user USER) [--shared MODE] [--scan] [--yes]``."""
     db = wrap_client(ctx.client())
-    plan = run_async(plan_purge(db, ctx.table, session_id=ctx.args.session, user_id=ctx.args.user))
-    target = f"session {ctx.args.session!r}" if ctx.args.session else f"user {ctx.args.user!r}"
-    if not plan.keys:
+    args = ctx.args
+    scanned: Progress | None = None
+    if args.scan:
+        if args.session:
+            raise InvalidInputError("--scan finds a user's sessions; use it with --user")
+        described = run_async(db.call("describe_table", TableName=ctx.table))
+        scanned = Progress(int(described["Table"].get("ItemCount", 0)) or 1,
+                           "items scanned", ctx.err, description="scan")
+    plan = run_async(plan_purge(
+        db, ctx.table, session_id=args.session, user_id=args.user, scan=args.scan,
+        segments=args.segments, on_scanned=scanned.advance if scanned else None,
+    ))
+    if scanned:
+        scanned.close()
+    target = f"session {args.session!r}" if args.session else f"user {args.user!r}"
+    if plan.empty:
         ctx.print(f"nothing to purge for {target} in {ctx.table}")
         return EXIT_FAILED
-    counts = plan.counts()
-    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-    ctx.print(f"{target}: {len(plan.sessions)} sessions, {len(plan.keys)} items ({summary})")
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
+    total = len(plan.keys) + len(plan.cache_refs)
+    ctx.print(f"{target}: {len(plan.sessions)} sessions, {total} items ({summary})")
+    shared = plan.shared()
     for session_id in plan.sessions:
-        ctx.print(f"  {session_id}")
-    if not ctx.args.yes:
-        ctx.out.write(f"delete these {len(plan.keys)} items from {ctx.table}? [y/N] ")
+        others = shared.get(session_id)
+        note = ""
+        if others:
+            note = "  shared with " + ", ".join(
+                f"{user}: {n} events" for user, n in sorted(others.items()))
+        ctx.print(f"  {session_id}{note}")
+    if shared and args.shared is None:
+        if args.yes:
+            ctx.warn(
+                f"convlog purge: error: {len(shared)} of these sessions hold other users' "
+                "events; choose --shared session (delete them whole) or --shared content "
+                f"(erase only the content of {args.user!r})"
+            )
+            return EXIT_ERROR
+        ctx.print("purging deletes these shared sessions whole, other users' events included "
+                  "(--shared content erases only this user's content)")
+    if not args.yes:
+        ctx.out.write(f"delete these {total} items from {ctx.table}? [y/N] ")
         ctx.out.flush()
         answer = sys.stdin.readline().strip().lower()
         if not sys.stdin.isatty():
@@ -355,14 +385,28 @@ def run_purge(ctx: CliContext) -> int:
         if answer not in ("y", "yes"):
             ctx.print("nothing deleted")
             return EXIT_FAILED
-    bar = (Progress(len(plan.keys), "items", ctx.err, description="purge")
-           if len(plan.keys) > 250 else None)
+    if shared and args.shared == "content":
+        erased = [run_async(erase_user_content(db, ctx.table, sid, args.user))
+                  for sid in sorted(shared)]
+        ctx.print(f"erased the content of {args.user!r} in {len(erased)} sessions "
+                  f"({sum(e.events for e in erased)} events, "
+                  f"{sum(e.cache_entries for e in erased)} tool-cache entries); other "
+                  "users' events and the hash chain are intact")
+        plan = plan.without(set(shared))
+        if plan.empty:
+            return EXIT_OK
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
+        total = len(plan.keys) + len(plan.cache_refs)
+    bar = (Progress(total, "items", ctx.err, description="purge")
+           if total > 250 else None)
     deleted = run_async(
         execute_purge(db, ctx.table, plan, on_batch=bar.advance if bar else None)
     )
     if bar:
         bar.close()
-    ctx.print(f"deleted {deleted} items of {len(plan.sessions)} sessions ({summary})")
+    ctx.print(f"deleted {deleted} items of {len(plan.sessions)} sessions ({summary}); "
+              "tombstones at META and SNAPSHOT keep the projector from re-creating them "
+              "for 25 h")
     for pk, sk in plan.keys[:LIST_KEYS]:
         ctx.print(f"  deleted {pk} {sk}")
     if len(plan.keys) > LIST_KEYS:

@@ -4,8 +4,11 @@
 ``Query`` returns) one at a time, so verifying a session of any length holds one event
 (with its parts) in memory, not the history. It checks, oldest first: the sort key's seq
 against the stored seq, no gap, ``prev_hash`` equal to the previous ``hash``, the payload
-against its digest, and ``hash`` against the event's hash schema. With TTL, a prefix of
-expired events is reported, not treated as tampering.
+against its digest (unless ``convlog purge --shared content`` erased it: then only the
+stored digest links it), and ``hash`` against the event's hash schema. With TTL, a prefix
+of expired events is reported, not treated as tampering; after ``convlog purge`` (its
+tombstone present), events erased before the first one left are reported as
+``purged_through``.
 
 Given the heads the signed digests anchored (``convlog.anchor``), it also names what
 the table alone cannot prove: a tail cut after an anchored head (truncated), an
@@ -63,6 +66,8 @@ class VerifyReport:
     last_seq: int | None = None
     expired_prefix: tuple[int, int] | None = None
     """Seqs ``(first, last)`` of the leading events that expired (TTL), if any."""
+    purged_through: int | None = None
+    """The last seq erased by ``convlog purge``, when its tombstone is present."""
     problem: Problem | None = None
     anchored: tuple[int, int] | None = None
     """``(seq, digest number)`` of the newest anchored head the log matched, if any."""
@@ -190,6 +195,10 @@ class SessionVerifier:
         JSON, or the error fetching it raised).
         """
         sk = item["sk"]["S"]
+        if "purged" in item:  # a purge tombstone (META, SNAPSHOT): names the last seq erased
+            through = int(item["purged"]["N"])
+            self.report.purged_through = max(self.report.purged_through or 0, through)
+            return True
         if sk.startswith(EVENT_PREFIX):
             if is_part_sk(sk):
                 self.parts.append(item)
@@ -206,6 +215,12 @@ class SessionVerifier:
         """Check the last event, the snapshot's seq and the anchored heads; the report."""
         report = self.report
         if not self._flush() or report.problem is not None:
+            return report
+        start = self.walk.unproven_start
+        if start is not None and (report.purged_through or 0) + 1 < start:
+            what = "seq 1" if start == 2 else f"seq 1..{start - 1}"
+            report.problem = Problem(1, "missing",
+                                     f"{what} missing: the log starts at seq {start}")
             return report
         last = report.last_seq or 0
         if (
@@ -287,6 +302,9 @@ class _ChainWalk:
         self.now = now
         self.prev: StoredEvent | None = None
         self.in_expired_prefix = True
+        # the first event's seq when the log starts after 1 without expired events: a
+        # purge tombstone (it sorts after the events) may still prove the prefix erased
+        self.unproven_start: int | None = None
 
     def fail(self, seq: int, kind: ProblemKind, message: str) -> bool:
         self.report.problem = Problem(seq, kind, message)
@@ -310,7 +328,9 @@ class _ChainWalk:
             )
         expected = self.prev.event.seq + 1 if self.prev else 1
         expired = stored.ttl is not None and stored.ttl <= self.now
-        if event.seq != expected:
+        if event.seq != expected and self.prev is None and stored.ttl is None:
+            self.unproven_start = event.seq  # purged before it, or missing: see finish()
+        elif event.seq != expected:
             gap = (expected, event.seq - 1)
             if not (self.in_expired_prefix and stored.ttl is not None):
                 what = f"seq {gap[0]}" if gap[0] == gap[1] else f"seq {gap[0]}..{gap[1]}"
@@ -335,6 +355,7 @@ class _ChainWalk:
             )
         if (
             stored.payload_sha256 is not None
+            and not stored.erased  # erased content: only its stored digest is left
             and payload_digest(payload_data(event)) != stored.payload_sha256
         ):
             return self.fail(

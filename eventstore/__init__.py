@@ -28,6 +28,7 @@ _EXPORTS = {
     "create_bucket_if_not_exists": "eventstore.payloads",
     "ToolCache": "eventstore.toolcache",
     "cached_tool": "eventstore.toolcache",
+    "cache_owner": "eventstore.ownership",
     "list_sessions": "eventstore.sessions_index",
     "SessionInfo": "eventstore.sessions_index",
     "SessionPage": "eventstore.sessions_index",
@@ -38,6 +39,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .errors import ConvlogError as ConvlogError
     from .log import EventLog as EventLog
+    from .ownership import cache_owner as cache_owner
     from .payloads import create_bucket_if_not_exists as create_bucket_if_not_exists
     from .session import DynamoDBSession as DynamoDBSession
     from .sessions_index import SessionInfo as SessionInfo

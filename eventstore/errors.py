@@ -34,6 +34,10 @@ class InvalidSessionIdError(InvalidInputError):
     """The session id is empty, not a string, or longer than allowed."""
 
 
+class InvalidUserIdError(InvalidInputError):
+    """The user id is empty, too long for the index, or of another tenant than the session."""
+
+
 class InvalidItemError(InvalidInputError):
     """An item is not a JSON object that can be stored and read back unchanged."""
 

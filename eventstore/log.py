@@ -214,6 +214,7 @@ class EventLog:
     async def put(
         self, event: Event, prev_hash: str, *, ttl: int | None, payload: Body | None = None,
         object_key: str | None = None,
+        extra: AttrMap | None = None,
     ) -> StoredEvent:
         """Write ``event`` at its seq if that seq is free.
 
@@ -231,7 +232,8 @@ class EventLog:
             psha = payload.digest if payload else payload_digest(payload_data(event))
         digest = chain_hash(prev_hash, event, ttl, payload_sha256=psha)
         items = encode_event(event, prev_hash, digest, ttl=ttl, payload=payload,
-                             payload_sha256=psha, object_key=object_key)
+                             payload_sha256=psha, object_key=object_key,
+                             extra=extra)
         stored = StoredEvent(event, prev_hash, digest, ttl, psha)
         for attempt in range(AMBIGUOUS_RETRIES + 1):
             try:

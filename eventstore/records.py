@@ -40,6 +40,10 @@ DIGEST_ATTR = "payload_sha256"
 # the projector compresses the whole snapshot on every batch, writers compress big events
 COMPRESS_LEVEL = 1
 
+ERASED_ENCODING = "erased"  # ``enc`` of an event whose payload was erased
+ROLES = ("user", "assistant", "system", "developer")  # what an erased item keeps
+ERASED_TEXT = "[erased]"
+
 AttrMap = dict[str, Any]
 
 
@@ -48,7 +52,9 @@ class StoredEvent:
     """An event as read from the table, with its chain links, expiry and payload digest.
 
     ``payload_sha256`` is the digest stored on the item (schema 2); ``None`` for a
-    schema-1 event, whose hash covers the payload itself.
+    schema-1 event, whose hash covers the payload itself. ``erased``: the payload was
+    erased (``convlog purge --shared content``); the event holds placeholders and only
+    the stored digest links it into the chain.
     """
 
     event: Event
@@ -56,6 +62,7 @@ class StoredEvent:
     hash: str
     ttl: int | None = None
     payload_sha256: str | None = field(default=None, compare=False)
+    erased: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,7 @@ def encode_event(
     event: Event, prev_hash: str, digest: str, *, ttl: int | None,
     payload: Body | None = None, payload_sha256: str | None = None,
     object_key: str | None = None,
+    extra: AttrMap | None = None,
 ) -> list[AttrMap]:
     """Return the head item of an event followed by its part items.
 
@@ -203,6 +211,8 @@ def encode_event(
         payload_sha256: The payload digest, if already computed (schema 2 stores it).
         object_key: The S3 key the payload was stored under (``PayloadStore.put``): the
             head then carries the key and the payload digest instead of the payload.
+        extra: More attributes for the head item, outside the hash (the user-index
+            record that erasure reads, see ``DynamoDBSession``).
     """
     body = payload or encode_body(event_data(event), inline_limit=None if object_key else
                                   MAX_PAYLOAD_BYTES)
@@ -230,6 +240,7 @@ def encode_event(
             payload_sha256 or (payload.digest if payload else payload_digest(payload_data(event)))
         )
         head["payload_sha256"] = {"S": digest_of_payload}
+    head.update(extra or {})
     if len(chunks) > 1:
         head[DIGEST_ATTR] = {"S": body.digest}  # the parts are found (and checked) by it
     part_attrs = {k: v for k, v in shared.items() if k != "hash"}
@@ -309,7 +320,10 @@ def decode_event(
     where = f"{head.get('pk', {}).get('S', '?')} {head.get('sk', {}).get('S', '?')}"
     try:
         ordered = select_parts(head, parts)
-        if object_ref(head) is not None:
+        erased = head.get("enc", {}).get("S") == ERASED_ENCODING
+        if erased:  # convlog purge --shared content: placeholders, the digest links it
+            raw = canonical_json(erased_payload(head)).encode("utf-8")
+        elif object_ref(head) is not None:
             if raw is None:
                 raise PayloadStoreRequiredError(
                     f"event {where} keeps its payload in S3; give an s3_client and "
@@ -336,11 +350,23 @@ def decode_event(
         ttl = int(head["ttl"]["N"]) if "ttl" in head else None
         event = parse_event(body)
         digest = head["payload_sha256"]["S"] if event.v >= 2 else None
-        return StoredEvent(event, head["prev_hash"]["S"], head["hash"]["S"], ttl, digest)
+        return StoredEvent(event, head["prev_hash"]["S"], head["hash"]["S"], ttl, digest,
+                           erased)
     except (CorruptEventError, PayloadStoreRequiredError):
         raise
     except (KeyError, ValueError, TypeError, AttributeError, zlib.error) as exc:
         raise CorruptEventError(f"event {where} is malformed: {exc!r}") from exc
+
+
+def erased_payload(head: AttrMap) -> dict[str, Any]:
+    """The placeholder payload of an erased event (one item per erased item, same role)."""
+    kind = head["type"]["S"]
+    if kind == "items_added":
+        roles = [r["S"] for r in head.get("erased_roles", {}).get("L", [])]
+        return {"items": [{"role": r, "content": ERASED_TEXT} for r in roles]}
+    if kind == "item_popped":
+        return {"item": {}}
+    return {}
 
 
 def item_size(item: AttrMap) -> int:

@@ -29,11 +29,12 @@ from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, vali
 from .fold import NewestFirstFold, removal_ttl
 from .history import MAIN_BRANCH, BranchId, branch_base, branch_session_id
 from .idempotency import IdempotencyMixin, check_key, context_key, derive_token
-from .keys import validate_session_id
+from .keys import USER_RECORD_SK_PREFIX, user_pk, validate_session_id, validate_user_id
 from .limits import DEFAULT_MAX_ADD_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITEMS_PER_ADD, Limits
 from .log import EventLog, Head, ReadResult
+from .ownership import set_owner
 from .payloads import PayloadStore
-from .records import Body, StoredEvent
+from .records import AttrMap, Body, StoredEvent
 from .usage import UsageMixin
 from .window import POP_WINDOW, Window, backoff, event_of, head_of
 
@@ -58,7 +59,11 @@ class DynamoDBSession(
         ttl_seconds: When set, every event expires this many seconds after it is
             written, and reads ignore expired events even before DynamoDB deletes them.
         user_id: Owner of the session, recorded on each event and indexed by the
-            projector (``list_sessions``).
+            projector (``list_sessions``). For a session ``<tenant>/...`` it must be a
+            user ``<tenant>/...`` of the same tenant. The first write of each session
+            object to a partition also records the user in the ``by_user`` index at once
+            (no extra request), so ``convlog purge --user`` finds sessions not yet
+            projected.
         session_settings: SDK session settings (default ``SessionSettings()``);
             ``limit`` is the default for ``get_items`` (an explicit ``limit`` wins).
         max_add_bytes: Cap on one ``add_items``: bytes of its JSON before compression
@@ -128,6 +133,8 @@ class DynamoDBSession(
                 ) from None
         self.table_name = table_name
         self.ttl_seconds = ttl_seconds
+        if user_id is not None:
+            validate_user_id(user_id, self.session_id)
         self.user_id = user_id
         self.session_settings = (
             coerce_session_settings(session_settings)
@@ -145,6 +152,7 @@ class DynamoDBSession(
         self._branch: BranchId = MAIN_BRANCH
         self._ambiguous: set[str] = set()  # tokens whose write may have landed
         self._context_pops: Counter[str] = Counter()
+        self._user_recorded: set[str] = set()  # partitions that hold our user record
 
     async def get_items(
         self,
@@ -169,6 +177,7 @@ class DynamoDBSession(
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise InvalidInputError(f"limit must be an int or None, got {limit!r}")
+        set_owner(self.session_id, self.user_id)  # tools of this run cache under it
         effective = resolve_session_limit(limit, self.session_settings)
         if effective is not None and effective <= 0:
             return []
@@ -215,6 +224,7 @@ class DynamoDBSession(
         if isinstance(items, list | tuple):
             self.limits.check_items(items)  # before validate_items walks them recursively
         checked = validate_items(items)
+        set_owner(self.session_id, self.user_id)
         if not checked:
             return
         # too large: fail before any request
@@ -291,7 +301,8 @@ class DynamoDBSession(
             try:
                 ttl = removal_ttl(window.ttls[-1:], self._ttl(), pop=True)  # the TTL rule
                 stored = await self._log.put(event, window.head.hash, ttl=ttl,
-                                             payload=body, object_key=key)
+                                             payload=body, object_key=key,
+                                             extra=self._user_record())
             except ConditionFailedError as exc:
                 await backoff(attempt)
                 winner = event_of(exc.item) if attempt < _FAST_RETRIES else None
@@ -299,6 +310,7 @@ class DynamoDBSession(
                         and window.advance(winner)):  # the winner's event is known: pop next
                     window = None
                 continue
+            self._user_recorded.add(self._sid())
             window.advance(stored)
             self._keep(window)
             popped: TResponseInputItem = item
@@ -332,7 +344,8 @@ class DynamoDBSession(
             head = result.head or Head()
             ttl = removal_ttl(result.ttls, self._ttl(), pop=False)  # the TTL rule
             try:
-                stored = await self._log.put(build(head.seq + 1, now_iso()), head.hash, ttl=ttl)
+                stored = await self._log.put(build(head.seq + 1, now_iso()), head.hash, ttl=ttl,
+                                             extra=self._user_record())
             except ConditionFailedError:
                 await backoff(attempt)
                 continue
@@ -375,7 +388,8 @@ class DynamoDBSession(
             event = build(head.seq + 1, ts)
             try:
                 stored = await self._log.put(event, head.hash, ttl=self._ttl(), payload=payload,
-                                             object_key=object_key)
+                                             object_key=object_key,
+                                             extra=self._user_record())
             except ConditionFailedError as exc:
                 await backoff(attempt)
                 winner = head_of(exc.item)
@@ -390,7 +404,15 @@ class DynamoDBSession(
             f"append to session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
         )
 
+    def _user_record(self) -> AttrMap | None:
+        """Index attributes for this object's first event in a partition: the user's record."""
+        if self.user_id is None or self._sid() in self._user_recorded:
+            return None
+        return {"gsi1pk": {"S": user_pk(self.user_id)},
+                "gsi1sk": {"S": USER_RECORD_SK_PREFIX + self._sid()}}
+
     def _remember(self, stored: StoredEvent) -> None:
+        self._user_recorded.add(stored.event.session_id)
         window, self._window = self._window, None
         if (window is not None and window.head == Head(stored.event.seq - 1, stored.prev_hash)
                 and window.advance(stored)):

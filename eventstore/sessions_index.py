@@ -4,8 +4,15 @@ The projector keeps one ``META`` item per session (title, created, last active, 
 count). When the session's events carry a ``user_id``, the item is also in the global
 secondary index ``by_user`` under ``gsi1pk = USER#<user_id>`` and
 ``gsi1sk = <last active ISO time>#<session id>``, so one ``Query`` on the index, newest
-first, returns a page of a user's sessions. The index is eventually consistent: a
-session shows up (or moves to the top) once the projector has seen its events.
+first, returns a page of a user's sessions. A session ``<tenant>/...`` is indexed only
+under users ``<tenant>/...`` (the projector leaves any other user, or a user id too
+long for the index, unindexed; ``DynamoDBSession`` rejects them at construction). The
+index also holds the writers' own user records (``gsi1sk = #<session id>``, on the
+first event each session object writes); listings skip them, erasure reads them.
+A listing also skips any item that is not a ``META`` item of a session of the user's
+tenant, whatever attributes a tenant wrote into its own partitions. The
+index is eventually consistent: a session shows up (or moves to the top) once the
+projector has seen its events.
 
 Example:
     ```python
@@ -30,7 +37,7 @@ from typing import Any
 
 from .client import wrap_client
 from .errors import CorruptEventError, InvalidInputError
-from .keys import user_pk
+from .keys import META_SK, user_index_problem, user_pk
 from .table import USER_INDEX
 from .views import decode_meta
 
@@ -108,11 +115,13 @@ async def list_sessions(
     params: dict[str, Any] = {
         "TableName": table_name,
         "IndexName": USER_INDEX,
-        "KeyConditionExpression": "gsi1pk = :u",
+        # the writers' user records (gsi1sk "#<session id>", for erasure) sort below "0"
+        "KeyConditionExpression": "gsi1pk = :u AND gsi1sk >= :lo",
         "FilterExpression": "attribute_not_exists(#t) OR #t > :now",
         "ExpressionAttributeNames": {"#t": "ttl"},
         "ExpressionAttributeValues": {
             ":u": {"S": user_pk(user_id)},
+            ":lo": {"S": "0"},
             ":now": {"N": str(int(time.time()))},
         },
         "ScanIndexForward": False,
@@ -123,10 +132,14 @@ async def list_sessions(
     response = await wrap_client(client).call("query", **params)
     sessions: list[SessionInfo] = []
     for item in response.get("Items", []):
+        if item.get("sk", {}).get("S") != META_SK:
+            continue  # a writer's user record, or an item a tenant put in its own partition
         try:
             meta = decode_meta(item)
         except CorruptEventError:
             continue
+        if user_index_problem(user_id, meta.session_id) is not None:
+            continue  # a session of another tenant: whatever its item says, not this user's
         sessions.append(
             SessionInfo(meta.session_id, meta.title, meta.last_active, meta.item_count,
                         meta.created, *meta.usage)

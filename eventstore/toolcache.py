@@ -1,20 +1,25 @@
 """The tool-result cache: reuse the output of a tool called with the same arguments.
 
-Entries live in the convlog table at ``pk = TOOL#<tool name>``,
+Entries live in the convlog table at ``pk = TOOL#[<scope>/]<tool name>``,
 ``sk = ARGS#<sha256 of the canonical arguments>`` (key order and whitespace do not
-matter). They come from two places: the projector, which pairs every
-``function_call_output`` in a session with its ``function_call``; and ``cached_tool``,
-which stores what a wrapped tool returned. A lookup is one ``UpdateItem`` that adds 1
-to ``hits`` only if the entry exists and is alive, so the counter is exact under
+matter). A ``ToolCache`` reads and writes one scope: the global one (``scope=None``) or a
+named one (a tenant, an application). They come from two places: the projector, which
+pairs every ``function_call_output`` of a session with its ``function_call`` and writes
+it into the scope of that session (its tenant prefix ``<tenant>/...``, else global); and
+``cached_tool``, which stores what a wrapped tool returned. Every entry written during a
+session's run names that session and user as its owner (``eventstore.ownership``), so
+erasing the session removes it. A lookup is one ``UpdateItem`` that adds 1 to ``hits``
+only if the entry exists, holds a result and is alive, so the counter is exact under
 concurrency and an expired entry (``ttl`` in the past, even before DynamoDB deletes it)
-is a miss.
+or an invalidated one is a miss. Invalidations leave marks that no result produced
+before them can pass (see ``eventstore.tool_entries``).
 
 Example:
     ```python
     from agents import Agent, function_tool
     from eventstore import ToolCache, cached_tool
 
-    cache = ToolCache(client, "agent_sessions")
+    cache = ToolCache(client, "agent_sessions", scope="acme")  # tenant acme's entries
 
     @cached_tool(cache, ttl_seconds=600)
     @function_tool
@@ -29,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -39,12 +45,15 @@ from typing import Any
 
 from .client import DynamoClient, wrap_client
 from .errors import ConditionFailedError, ConvlogError, InvalidInputError
-from .keys import args_sk, tool_pk
-from .views import (
+from .keys import INVALIDATED_SK, args_sk, tool_pk, validate_scope, validate_tool_name
+from .ownership import current_owner
+from .tool_entries import (
+    MARK_TTL_SECONDS,
     ToolCacheEntry,
     arguments_hash,
     decode_tool_entry,
     encode_tool_entry,
+    owner_record,
     tool_output_fits,
 )
 
@@ -59,12 +68,18 @@ class ToolCache:
     Args:
         client: A boto3 or aiobotocore DynamoDB client.
         table_name: The convlog table.
+        scope: Whose entries: ``None`` for the global scope, else a tenant or an
+            application name (no ``/``). The projector fills scope ``acme`` from sessions
+            ``acme/...`` only, and the global scope from sessions without a prefix.
         default_ttl_seconds: Lifetime of entries written by ``put`` without a TTL.
         clock: Epoch-seconds clock (tests pass a fake one).
 
+    Raises:
+        InvalidInputError: Bad table name, scope or TTL (nothing is read).
+
     Example:
         ```python
-        cache = ToolCache(client, "agent_sessions")
+        cache = ToolCache(client, "agent_sessions", scope="acme")
         await cache.put("add", {"a": 1, "b": 2}, "3", ttl_seconds=60)
         hit = await cache.get("add", '{"b": 2, "a": 1}')
         assert hit is not None and hit.output == "3"
@@ -76,12 +91,14 @@ class ToolCache:
         client: Any,
         table_name: str,
         *,
+        scope: str | None = None,
         default_ttl_seconds: int = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(table_name, str) or not table_name:
             raise InvalidInputError("table_name must be a non-empty string")
         _check_ttl(default_ttl_seconds)
+        self.scope = validate_scope(scope)
         self.db: DynamoClient = wrap_client(client)
         self.table_name = table_name
         self.default_ttl_seconds = default_ttl_seconds
@@ -102,9 +119,10 @@ class ToolCache:
         """
         key = self._key(tool_name, arguments)
         now = self.clock()
-        condition = "attribute_exists(pk) AND (attribute_not_exists(#t) OR #t > :now)"
+        condition = ("attribute_exists(pk) AND attribute_exists(#o) "
+                     "AND (attribute_not_exists(#t) OR #t > :now)")
         values: dict[str, Any] = {":one": {"N": "1"}, ":now": {"N": str(int(now))}}
-        names = {"#t": "ttl", "#h": "hits"}
+        names = {"#t": "ttl", "#h": "hits", "#o": "output"}
         if max_age_seconds is not None:
             condition += " AND #c >= :oldest"
             values[":oldest"] = {"S": _iso(now - max_age_seconds)}
@@ -133,8 +151,25 @@ class ToolCache:
         ttl_seconds: int | None = None,
         session_id: str | None = None,
         call_id: str | None = None,
+        user_id: str | None = None,
+        produced_at: float | None = None,
     ) -> ToolCacheEntry:
         """Store (or replace) the output of ``tool_name`` for ``arguments``.
+
+        The entry's owner is ``session_id`` / ``user_id``, else the session of the
+        current run (``eventstore.ownership``); an owned entry is also recorded in the
+        session's partition (a second ``PutItem``), where erasure finds it.
+
+        Args:
+            tool_name: The tool's name (no ``/``).
+            arguments: A dict or a JSON string of the arguments.
+            output: A JSON-serialisable result of at most 300 KB.
+            ttl_seconds: Lifetime (default: the cache's).
+            session_id: Owner session (default: the current run's).
+            call_id: The tool call's id.
+            user_id: Owner user (default: the current run's).
+            produced_at: When the result was computed (default: now); an invalidation
+                of this entry at or after that time is not overwritten.
 
         Raises:
             InvalidInputError: Bad name, arguments or TTL, or an output that is not JSON
@@ -146,7 +181,10 @@ class ToolCache:
             raise InvalidInputError(
                 f"output of {tool_name!r} is not JSON-serialisable or larger than one item"
             )
-        now = self.clock()
+        now = self.clock() if produced_at is None else produced_at
+        owner = current_owner()
+        if session_id is None and owner is not None:
+            session_id, user_id = owner.session_id, user_id or owner.user_id
         entry = ToolCacheEntry(
             tool_name=tool_name,
             arguments_hash=key["sk"]["S"].split("#", 1)[1],
@@ -155,37 +193,63 @@ class ToolCache:
             ttl=int(now) + ttl,
             session_id=session_id,
             call_id=call_id,
+            scope=self.scope,
+            user_id=user_id,
         )
-        await self.db.call("put_item", TableName=self.table_name, Item=encode_tool_entry(entry))
+        record = owner_record(entry)
+        if record is not None:  # first the record, so erasure can never miss the entry
+            await self.db.call("put_item", TableName=self.table_name, Item=record)
+        # invalidated (or replaced) after this result was produced: nothing to store
+        with contextlib.suppress(ConditionFailedError):
+            await self.db.call(
+                "put_item", TableName=self.table_name, Item=encode_tool_entry(entry),
+                ConditionExpression="attribute_not_exists(pk) OR #c <= :created",
+                ExpressionAttributeNames={"#c": "created"},
+                ExpressionAttributeValues={":created": {"S": entry.created}},
+            )
         return entry
 
     async def invalidate(self, tool_name: str, arguments: Arguments | None = None) -> int:
-        """Delete the entry for ``arguments``, or every entry of the tool (``None``).
+        """Drop the entry for ``arguments``, or every entry of the tool (``None``).
+
+        A result produced before the invalidation is never served again, even when a
+        lagging or replayed stream delivers it later: one entry is replaced by a
+        content-free tombstone dated now; a whole tool gets an ``INVALIDATED`` mark dated
+        now, then its entries are deleted. Marks expire after 25 hours.
 
         Returns:
-            How many entries were deleted.
+            How many entries holding a result were dropped.
         """
+        now = self.clock()
         if arguments is not None:
+            key = self._key(tool_name, arguments)
             response = await self.db.call(
-                "delete_item", TableName=self.table_name, Key=self._key(tool_name, arguments),
-                ReturnValues="ALL_OLD",
+                "put_item", TableName=self.table_name, ReturnValues="ALL_OLD",
+                Item={**key, "created": {"S": _iso(now)}, "invalidated": {"BOOL": True},
+                      "ttl": {"N": str(int(now) + MARK_TTL_SECONDS)}},
             )
-            return 1 if response.get("Attributes") else 0
-        _check_name(tool_name)
-        keys = [
-            {"pk": i["pk"], "sk": i["sk"]}
-            async for i in self.db.items(
-                "query",
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": tool_pk(tool_name)}},
-                ProjectionExpression="pk, sk",
-                ConsistentRead=True,
-            )
-        ]
+            return 1 if "output" in response.get("Attributes", {}) else 0
+        pk = tool_pk(validate_tool_name(tool_name, self.scope), self.scope)
+        await self.db.call("put_item", TableName=self.table_name, Item={
+            "pk": {"S": pk}, "sk": {"S": INVALIDATED_SK}, "at": {"S": _iso(now)},
+            "ttl": {"N": str(int(now) + MARK_TTL_SECONDS)},
+        })
+        keys: list[dict[str, Any]] = []
+        live = 0
+        async for row in self.db.items(
+            "query",
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":a": {"S": args_sk("")}},
+            ProjectionExpression="pk, sk, #o",
+            ExpressionAttributeNames={"#o": "output"},
+            ConsistentRead=True,
+        ):
+            keys.append({"pk": row["pk"], "sk": row["sk"]})
+            live += "output" in row
         for i in range(0, len(keys), 25):
             await self._delete_batch(keys[i : i + 25])
-        return len(keys)
+        return live
 
     async def _delete_batch(self, keys: list[dict[str, Any]]) -> None:
         requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]
@@ -199,8 +263,9 @@ class ToolCache:
         raise ConvlogError(f"{len(requests)} tool cache deletes stayed unprocessed")
 
     def _key(self, tool_name: str, arguments: Arguments) -> dict[str, Any]:
-        _check_name(tool_name)
-        return {"pk": {"S": tool_pk(tool_name)}, "sk": {"S": args_sk(arguments_hash(arguments))}}
+        validate_tool_name(tool_name, self.scope)
+        return {"pk": {"S": tool_pk(tool_name, self.scope)},
+                "sk": {"S": args_sk(arguments_hash(arguments))}}
 
 
 def cached_tool(cache: ToolCache, *, ttl_seconds: int | None = None) -> Callable[[Any], Any]:
@@ -264,22 +329,18 @@ def _caching(
             hit = None
         if hit is not None:
             return hit.output
+        started = cache.clock()
         result = await run(ctx, input_json)
         if tool_output_fits(result):
             try:
                 await cache.put(name, input_json or "{}", result, ttl_seconds=ttl,
-                                call_id=getattr(ctx, "tool_call_id", None))
+                                call_id=getattr(ctx, "tool_call_id", None),
+                                produced_at=started)
             except ConvlogError as exc:
                 LOG.warning("could not cache the result of %s: %s", name, exc)
         return result
 
     return invoke
-
-
-def _check_name(tool_name: Any) -> str:
-    if not isinstance(tool_name, str) or not tool_name:
-        raise InvalidInputError("tool_name must be a non-empty string")
-    return tool_name
 
 
 def _check_ttl(ttl: Any) -> int:

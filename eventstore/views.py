@@ -1,4 +1,6 @@
-"""The derived views of a session (meta, snapshot) and of tools (result cache).
+"""The derived views of a session (meta, snapshot) and their purge tombstones.
+
+The tool-cache entry codec lives in ``eventstore.tool_entries`` and is re-exported here.
 
 The projector (``stream_handlers``) keeps these views; ``get_items``, ``ToolCache`` and
 ``list_sessions`` read them. This module holds their item codecs -- pure, importable
@@ -10,8 +12,12 @@ writes that make a projection idempotent:
   writes its payload -- to S3, or to parts addressed by its digest -- and then the one
   conditional put that makes it visible; no transaction); a redelivered or replayed
   batch finds ``seq`` already there and changes nothing;
-* a tool-cache entry is written by ``UpdateItem`` guarded by ``created < :created``:
-  the newest result wins, a replay changes nothing, and the hit counter survives.
+* a tool-cache entry is written guarded by ``created < :created`` (the newest result
+  wins, a replay changes nothing, the hit counter survives), see ``tool_entries``;
+* ``convlog purge`` leaves a content-free tombstone at ``META`` and ``SNAPSHOT``
+  (``purged`` = the last seq erased, ``seq`` = the largest possible, ``ttl`` = 25 h):
+  no conditional view write can pass it, so no later delivery of the stream re-creates
+  the views, and ``read_views`` reports the session as purged.
 
 Example:
     ```python
@@ -26,28 +32,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConditionFailedError, CorruptEventError, InvalidInputError
-from .events import canonical_json
+from .errors import ConditionFailedError, CorruptEventError
 from .fold import Snapshot
 from .keys import (
+    MAX_SEQ,
     META_SK,
     SNAPSHOT_SK,
-    args_sk,
     is_part_sk,
     session_pk,
-    tool_pk,
+    user_index_problem,
     user_pk,
 )
 from .limits import DEFAULT_MAX_STATE_BYTES
 from .records import MAX_PAYLOAD_BYTES, AttrMap, object_ref
 from .snapshots import decode_snapshot, encode_snapshot, snapshot_body
+from .tool_entries import (  # re-exported: the view codecs in one place
+    MARK_TTL_SECONDS,
+    MAX_TOOL_OUTPUT_BYTES,
+    ToolCacheEntry,
+    arguments_hash,
+    canonical_arguments,
+    decode_tool_entry,
+    encode_tool_entry,
+    tool_output_fits,
+    write_tool_entry,
+)
+
+__all__ = [
+    "MAX_TOOL_OUTPUT_BYTES", "SessionMeta", "ToolCacheEntry", "ViewState", "arguments_hash",
+    "canonical_arguments", "decode_meta", "decode_tool_entry", "encode_meta",
+    "encode_tool_entry", "purge_tombstones", "read_views", "tool_output_fits",
+    "write_session_views", "write_tool_entry",
+]
 
 if TYPE_CHECKING:
     from .client import DynamoClient
@@ -56,8 +77,6 @@ if TYPE_CHECKING:
 # A view is replaced by a newer one, or by any one once it has expired (a session whose
 # every event expired starts again at seq 1 and must not stay behind the stale view).
 VIEW_CONDITION = "attribute_not_exists(pk) OR seq < :seq OR #ttl < :now"
-TOOL_ENTRY_CONDITION = "attribute_not_exists(pk) OR #c < :created"
-MAX_TOOL_OUTPUT_BYTES = 300_000
 META_VERSION = 1
 
 
@@ -86,28 +105,6 @@ class SessionMeta:
 
 
 @dataclass(frozen=True)
-class ToolCacheEntry:
-    """One cached tool result (``pk = TOOL#<name>``, ``sk = ARGS#<sha256>``).
-
-    Example:
-        ```python
-        entry = await ToolCache(client, "agent_sessions").get("add", {"a": 1})
-        if entry is not None:
-            print(entry.output, entry.hits)
-        ```
-    """
-
-    tool_name: str
-    arguments_hash: str
-    output: Any
-    created: str
-    ttl: int | None = None
-    session_id: str | None = None
-    call_id: str | None = None
-    hits: int = 0
-
-
-@dataclass(frozen=True)
 class ViewState:
     """What the projector reads before applying a batch: the session's current views.
 
@@ -121,6 +118,7 @@ class ViewState:
     snapshot: Snapshot | None = None
     meta: SessionMeta | None = None
     part_keys: tuple[str, ...] = ()
+    purged: bool = False
 
     @property
     def consistent(self) -> bool:
@@ -130,34 +128,6 @@ class ViewState:
             and self.meta is not None
             and self.snapshot.seq == self.meta.seq
         )
-
-
-def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
-    """Return the canonical JSON of tool arguments (sorted keys, no whitespace).
-
-    Raises:
-        InvalidInputError: ``arguments`` is neither a mapping nor a JSON string.
-    """
-    if isinstance(arguments, str):
-        try:
-            value: Any = json.loads(arguments) if arguments.strip() else {}
-        except ValueError as exc:
-            raise InvalidInputError(f"tool arguments are not valid JSON: {exc}") from exc
-    elif isinstance(arguments, Mapping):
-        value = dict(arguments)
-    else:
-        raise InvalidInputError(
-            f"tool arguments must be a dict or a JSON string, got {type(arguments).__name__}"
-        )
-    try:
-        return canonical_json(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"tool arguments are not JSON-serialisable: {exc}") from exc
-
-
-def arguments_hash(arguments: Mapping[str, Any] | str) -> str:
-    """Return the sha256 (hex) of the canonical JSON of tool arguments."""
-    return hashlib.sha256(canonical_arguments(arguments).encode("utf-8")).hexdigest()
 
 
 def encode_meta(meta: SessionMeta) -> AttrMap:
@@ -179,6 +149,7 @@ def encode_meta(meta: SessionMeta) -> AttrMap:
         item["ttl"] = {"N": str(meta.ttl)}
     if meta.user_id is not None:
         item["user_id"] = {"S": meta.user_id}
+    if meta.user_id is not None and user_index_problem(meta.user_id, meta.session_id) is None:
         item["gsi1pk"] = {"S": user_pk(meta.user_id)}
         item["gsi1sk"] = {"S": f"{meta.last_active}#{meta.session_id}"}
     return item
@@ -213,53 +184,6 @@ def _usage_of(item: AttrMap) -> tuple[int, int, int, int]:
     if len(values) != 4:
         raise ValueError(f"usage holds {len(values)} numbers, expected 4")
     return (values[0], values[1], values[2], values[3])
-
-
-def encode_tool_entry(entry: ToolCacheEntry) -> AttrMap:
-    """Return the item of a tool-cache entry."""
-    item: AttrMap = {
-        "pk": {"S": tool_pk(entry.tool_name)},
-        "sk": {"S": args_sk(entry.arguments_hash)},
-        "output": {"S": canonical_json(entry.output)},
-        "created": {"S": entry.created},
-        "hits": {"N": str(entry.hits)},
-    }
-    if entry.ttl is not None:
-        item["ttl"] = {"N": str(entry.ttl)}
-    if entry.session_id is not None:
-        item["session"] = {"S": entry.session_id}
-    if entry.call_id is not None:
-        item["call_id"] = {"S": entry.call_id}
-    return item
-
-
-def decode_tool_entry(item: AttrMap) -> ToolCacheEntry:
-    """Rebuild a ``ToolCacheEntry`` from its item.
-
-    Raises:
-        CorruptEventError: The item is malformed.
-    """
-    try:
-        return ToolCacheEntry(
-            tool_name=item["pk"]["S"].split("#", 1)[1],
-            arguments_hash=item["sk"]["S"].split("#", 1)[1],
-            output=json.loads(item["output"]["S"]),
-            created=item["created"]["S"],
-            ttl=int(item["ttl"]["N"]) if "ttl" in item else None,
-            session_id=item["session"]["S"] if "session" in item else None,
-            call_id=item["call_id"]["S"] if "call_id" in item else None,
-            hits=int(item.get("hits", {}).get("N", "0")),
-        )
-    except (KeyError, ValueError, IndexError) as exc:
-        raise CorruptEventError(f"tool cache item is malformed: {exc!r}") from exc
-
-
-def tool_output_fits(output: Any) -> bool:
-    """Whether a tool output is small enough to cache in one item."""
-    try:
-        return len(canonical_json(output).encode("utf-8")) <= MAX_TOOL_OUTPUT_BYTES
-    except (TypeError, ValueError):
-        return False
 
 
 async def read_views(
@@ -300,6 +224,10 @@ async def view_state(
 ) -> ViewState:
     """Decode a session's views from their items; an unusable view reads as absent."""
     part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
+    if meta_item is not None and "purged" in meta_item and int(
+        meta_item.get("ttl", {}).get("N", "0")
+    ) > time.time():
+        return ViewState(part_keys=part_keys, purged=True)
     snapshot = meta = None
     try:
         raw = None
@@ -375,6 +303,20 @@ async def _delete_stale(
         )
 
 
+def purge_tombstones(session_id: str, through_seq: int, now: float) -> list[AttrMap]:
+    """Content-free items for the ``META`` and ``SNAPSHOT`` keys of a purged session.
+
+    ``seq`` is the largest possible, so ``seq < :seq`` never passes; ``ttl`` is
+    ``MARK_TTL_SECONDS`` away, after which no stream record of the erased events exists.
+    """
+    return [
+        {"pk": {"S": session_pk(session_id)}, "sk": {"S": sk},
+         "purged": {"N": str(through_seq)}, "seq": {"N": str(MAX_SEQ)},
+         "ttl": {"N": str(int(now) + MARK_TTL_SECONDS)}}
+        for sk in (META_SK, SNAPSHOT_SK)
+    ]
+
+
 def _replace_condition(seq: int) -> dict[str, Any]:
     """Request parameters that let a view at ``seq`` replace (or delete) an older one."""
     return {
@@ -398,40 +340,6 @@ async def _put_newer(db: DynamoClient, table_name: str, items: list[AttrMap], se
             await db.call("put_item", TableName=table_name, Item=part, **condition)
     try:
         await db.call("put_item", TableName=table_name, Item=items[0], **condition)
-    except ConditionFailedError:
-        return False
-    return True
-
-
-async def write_tool_entry(db: DynamoClient, table_name: str, entry: ToolCacheEntry) -> bool:
-    """Store a tool result unless a newer (or the same) one is there; keep its hit count.
-
-    Returns:
-        ``True`` when written, ``False`` when the stored entry is as new or newer.
-    """
-    item = encode_tool_entry(entry)
-    names = {"#o": "output", "#c": "created", "#h": "hits", "#t": "ttl", "#s": "session",
-             "#i": "call_id"}
-    values: AttrMap = {":o": item["output"], ":created": item["created"], ":zero": {"N": "0"}}
-    sets = ["#o = :o", "#c = :created", "#h = if_not_exists(#h, :zero)"]
-    removes: list[str] = []
-    for attr, placeholder in (("ttl", "#t"), ("session", "#s"), ("call_id", "#i")):
-        if attr in item:
-            values[f":{attr}"] = item[attr]
-            sets.append(f"{placeholder} = :{attr}")
-        else:
-            removes.append(placeholder)
-    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-    try:
-        await db.call(
-            "update_item",
-            TableName=table_name,
-            Key={"pk": item["pk"], "sk": item["sk"]},
-            UpdateExpression=expression,
-            ConditionExpression=TOOL_ENTRY_CONDITION,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
     except ConditionFailedError:
         return False
     return True

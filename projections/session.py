@@ -9,7 +9,8 @@ Example:
     ```python
     from projections.session import project_session
 
-    result = project_session("s1", prior_snapshot, prior_meta, events, tool_ttl_seconds=3600)
+    result = project_session("s1", prior_snapshot, prior_meta, events, tool_ttl_seconds=3600,
+                             times={7: 1767225600.0})  # seq -> stream record time
     if result is not None:
         print(result.snapshot.seq, result.meta.title, len(result.tool_entries))
     ```
@@ -18,13 +19,15 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from eventstore.errors import InvalidInputError
 from eventstore.events import USAGE_FIELDS, JsonItem
 from eventstore.fold import Snapshot, fold_forward
+from eventstore.keys import tenant_of, validate_tool_name
 from eventstore.records import StoredEvent
 from eventstore.views import SessionMeta, ToolCacheEntry, arguments_hash, tool_output_fits
 
@@ -58,6 +61,7 @@ def project_session(
     *,
     tool_ttl_seconds: int = DEFAULT_TOOL_TTL_SECONDS,
     now: float | None = None,
+    times: Mapping[int, float] | None = None,
 ) -> SessionProjection | None:
     """Apply ``events`` (oldest first, contiguous after the prior views) to the views.
 
@@ -66,9 +70,12 @@ def project_session(
         prior_snapshot: The stored snapshot (``None``: start from an empty session).
         prior_meta: The stored meta item, at the same seq as ``prior_snapshot``.
         events: The events after ``prior_snapshot.seq``; older ones are ignored.
-        tool_ttl_seconds: Lifetime of tool-cache entries, from the event's time
-            (``0`` turns tool caching off).
+        tool_ttl_seconds: Lifetime of tool-cache entries, from the trusted time of the
+            event (``0`` turns tool caching off).
         now: Clock for TTL checks (epoch seconds).
+        times: Trusted time (epoch seconds) of events by seq: the stream record's
+            approximate creation time. Only events with one yield tool-cache entries;
+            the ``ts`` an event claims is never used for them.
 
     Returns:
         The new views, or ``None`` when no event is newer than the prior views.
@@ -83,7 +90,8 @@ def project_session(
     meta = fold_meta(session_id, prior_meta if prior_snapshot else None, fresh, snapshot, ttl)
     prior_items = [e.item for e in prior_snapshot.entries] if prior_snapshot else []
     entries = (
-        tool_entries(session_id, prior_items, fresh, ttl_seconds=tool_ttl_seconds, now=at)
+        tool_entries(session_id, prior_items, fresh, ttl_seconds=tool_ttl_seconds, now=at,
+                     times=times or {})
         if tool_ttl_seconds > 0
         else ()
     )
@@ -114,9 +122,9 @@ def fold_meta(
     title = prior.title if prior else None
     usage = list(prior.usage) if prior else [0, 0, 0, 0]
     for stored in events:
-        if stored.event.user_id is not None:
+        if stored.event.user_id is not None and not stored.erased:  # erased: not theirs now
             user_id = stored.event.user_id
-        if title is None and stored.event.type == "items_added":
+        if title is None and stored.event.type == "items_added" and not stored.erased:
             title = first_user_text(stored.event.items)
         if stored.event.type == "usage_recorded":
             spent = stored.event.usage
@@ -164,18 +172,23 @@ def tool_entries(
     *,
     ttl_seconds: int = DEFAULT_TOOL_TTL_SECONDS,
     now: float | None = None,
+    times: Mapping[int, float] | None = None,
 ) -> list[ToolCacheEntry]:
     """Pair each ``function_call_output`` with its ``function_call`` (by ``call_id``).
 
     The call may sit in an earlier event (``prior_items`` are the items before
-    ``events``). Only text outputs small enough for one item are cached; the newest
-    result per tool and arguments wins. Expired events and entries are skipped.
+    ``events``). Only text outputs small enough for one item are cached, in the scope
+    of the session's tenant (``<tenant>/...``; global without one), owned by the session
+    and the event's user; the newest result per tool and arguments wins. An entry is
+    dated by ``times[seq]`` (the stream's clock); events without a trusted time, expired
+    events and entries, and tool names that are not valid in the scope are skipped.
     """
     at = time.time() if now is None else now
     calls: dict[str, JsonItem] = {
         str(i["call_id"]): i for i in prior_items if i.get("type") == "function_call"
     }
     found: dict[tuple[str, str], ToolCacheEntry] = {}
+    trusted = times or {}
     for stored in events:
         event = stored.event
         if event.type != "items_added" or (stored.ttl is not None and stored.ttl <= at):
@@ -184,18 +197,24 @@ def tool_entries(
             kind = item.get("type")
             if kind == "function_call" and isinstance(item.get("call_id"), str):
                 calls[item["call_id"]] = item
-            elif kind == "function_call_output":
-                entry = _entry(session_id, calls.get(str(item.get("call_id"))), item, event.ts,
-                               ttl_seconds)
+            elif kind == "function_call_output" and event.seq in trusted:
+                entry = _entry(session_id, calls.get(str(item.get("call_id"))), item,
+                               trusted[event.seq], ttl_seconds, event.user_id)
                 if entry is not None and (entry.ttl is None or entry.ttl > at):
                     found[(entry.tool_name, entry.arguments_hash)] = entry
     return list(found.values())
 
 
 def _entry(
-    session_id: str, call: JsonItem | None, output_item: JsonItem, ts: str, ttl_seconds: int
+    session_id: str, call: JsonItem | None, output_item: JsonItem, created: float,
+    ttl_seconds: int, user_id: str | None,
 ) -> ToolCacheEntry | None:
     if call is None or not isinstance(call.get("name"), str):
+        return None
+    scope = tenant_of(session_id)
+    try:
+        validate_tool_name(call["name"], scope)
+    except InvalidInputError:
         return None
     output: Any = output_item.get("output")
     if not isinstance(output, str) or not tool_output_fits(output):
@@ -208,12 +227,16 @@ def _entry(
         tool_name=call["name"],
         arguments_hash=digest,
         output=output,
-        created=ts,
-        ttl=int(_epoch(ts)) + ttl_seconds,
+        created=iso_time(created),
+        ttl=int(created) + ttl_seconds,
         session_id=session_id,
         call_id=str(output_item.get("call_id")),
+        scope=scope,
+        user_id=user_id,
     )
 
 
-def _epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+def iso_time(epoch: float) -> str:
+    """An epoch time as ISO 8601 UTC with milliseconds and a ``Z``."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,9 +13,12 @@ wall time, not three per session. A record that cannot be decoded is projected f
 table's copy of its event (the truth). The stored snapshot is built on only when the
 chain proves it (the first new event's ``prev_hash`` is the snapshot's ``hash``);
 otherwise, or when it cannot be decoded, the session is folded from its first stored
-event. A failure in one session never fails the others' records. A session blocked by
-an event whose table copy it cannot read reports that record and every later one of the
-session as failed: the views stop at the last good event, never past it.
+event. A failure in one session never fails the others' records. A session erased by
+``convlog purge`` (a live tombstone at its views) is skipped: nothing of it is written
+again, however late or often its records arrive. Tool-cache entries are dated by the
+stream records' ``ApproximateCreationDateTime``, never by the event's own ``ts``. A
+session blocked by an event whose table copy it cannot read reports that record and every
+later one of the session as failed: the views stop at the last good event, never past it.
 
 Example:
     ```python
@@ -183,6 +186,10 @@ class ProjectionBatch:
         self, session_id: str, records: list[EventRecord], state: ViewState,
         failed: list[str], limit: asyncio.Semaphore,
     ) -> int:
+        if state.purged:
+            self.logger.info(f"session {session_id}: purged, {len(records)} records ignored",
+                             extra={"session_id": session_id})
+            return 0
         prior = state.snapshot if state.consistent else None
         if prior is not None and prior.expired(time.time()):
             prior = None  # every event it folded has expired: start from what is stored
@@ -209,6 +216,7 @@ class ProjectionBatch:
         result = project_session(
             session_id, prior, meta, events,
             tool_ttl_seconds=self.tool_ttl_seconds,
+            times={r.seq: r.created_at for r in newer if r.created_at is not None},
         )
         done = events[-1].event.seq if events else base
         failed.extend(r.record_id for r in newer if r.seq > done)

@@ -28,7 +28,7 @@ from typing import Any
 from eventstore.client import DynamoClient, wrap_client
 from eventstore.errors import CorruptEventError, InvalidInputError
 from eventstore.fold import Entry, apply_event, fold_forward
-from eventstore.keys import args_sk, tool_pk, validate_session_id
+from eventstore.keys import args_sk, tenant_of, tool_pk, validate_session_id
 from eventstore.log import EventLog
 from eventstore.records import StoredEvent
 from eventstore.sessions_index import list_sessions
@@ -193,7 +193,8 @@ class ConsoleService:
         for name, digest in keys:
             response = await self.db.call(
                 "get_item", TableName=self.table, ConsistentRead=True,
-                Key={"pk": {"S": tool_pk(name)}, "sk": {"S": args_sk(digest)}},
+                # the projector writes a session's results into its tenant's scope
+                Key={"pk": {"S": tool_pk(name, tenant_of(sid))}, "sk": {"S": args_sk(digest)}},
             )
             if "Item" not in response:
                 continue
@@ -214,7 +215,8 @@ class ConsoleService:
         """What ``purge`` would delete, and the token that confirms it."""
         plan = await self._plan(target)
         counts = plan.counts()
-        return PurgePlanOut(sessions=plan.sessions, counts=dict(counts), items=len(plan.keys),
+        return PurgePlanOut(sessions=plan.sessions, counts=dict(counts),
+                            items=len(plan.keys) + len(plan.cache_refs),  # + owned entries
                             confirm=_token(plan.keys))
 
     async def purge(self, target: PurgeTarget, confirm: str) -> PurgeDoneOut:

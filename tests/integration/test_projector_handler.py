@@ -11,6 +11,7 @@ from projection_support import load_event, view_items
 
 from eventstore.snapshots import decode_snapshot
 from eventstore.views import decode_meta, decode_tool_entry
+from projections.session import iso_time
 from stream_handlers import projector
 from stream_handlers.projector import build_handler
 
@@ -57,8 +58,11 @@ def test_tool_call_and_output_become_a_cache_entry(boto3_client: Any, table: str
     entry = decode_tool_entry(tools[0])
     assert (entry.tool_name, entry.output, entry.call_id, entry.session_id, entry.hits) == (
         "get_weather", "Sunny, 24 C", "call_1", "canned-trip", 0)
-    assert entry.created == "2026-03-01T00:00:02.000Z"
-    assert entry.ttl == 1772323202 + 10**9
+    # dated by the record's ApproximateCreationDateTime, not by the event's ts
+    record = load_event("insert_events_tool_call.json")["Records"][-1]
+    created = record["dynamodb"]["ApproximateCreationDateTime"]
+    assert entry.created == iso_time(created)
+    assert entry.ttl == int(created) + 10**9
     meta = decode_meta(next(i for i in view_items(boto3_client, table) if i["sk"]["S"] == "META"))
     assert (meta.seq, meta.item_count, meta.last_active) == (3, 4, "2026-03-01T00:00:02.000Z")
 

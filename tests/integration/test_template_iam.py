@@ -231,7 +231,7 @@ async def test_application_policy_allows_everything_the_library_sends(
     await cache.invalidate("add", {"a": 1, "b": 2})
     await cache.invalidate("add")
     await list_sessions(client, table, "alice")
-    assert {"Query", "PutItem", "UpdateItem", "DeleteItem",
+    assert {"Query", "PutItem", "UpdateItem",
             "BatchWriteItem"} <= recorder.operations
     assert "TransactWriteItems" not in recorder.operations  # parts, then the commit (issue 13)
     policy = load("application-policy.json")
@@ -277,6 +277,33 @@ async def test_key_layout_makes_tenant_isolation_by_leading_keys_possible(
     assert not any(allowed(policy, a, {"tenant": "globex"}) for a in found)
     # A tenant whose name is a prefix of another's does not reach it ("acme" vs "acmex").
     assert not any(allowed(policy, a, {"tenant": "acm"}) for a in found)
+
+
+async def test_tenant_policy_grants_exactly_the_tenants_tool_cache_scope(
+    endpoint: EmbeddedEndpoint, table: str
+) -> None:
+    from eventstore import cache_owner
+
+    client = endpoint.client("dynamodb")
+    recorder = Recorder().attach(client.meta.events)
+    cache = ToolCache(client, table, scope="acme")
+    with cache_owner("acme/conv-1", "acme/alice"):
+        await cache.put("get_weather", {"city": "Paris"}, "sunny")
+    assert await cache.get("get_weather", {"city": "Paris"}) is not None
+    await cache.invalidate("get_weather", {"city": "Paris"})
+    await cache.put("get_weather", {"city": "Oslo"}, "snow")
+    await cache.invalidate("get_weather")
+    found = recorder.accesses()
+    keys = {k for a in found for k in a.leading_keys}
+    assert keys == {"TOOL#acme/get_weather", "SESSION#acme/conv-1"}
+    policy = load("tenant-isolation-policy.json")
+    assert all(allowed(policy, a, {"tenant": "acme"}) for a in found)
+    assert not any(allowed(policy, a, {"tenant": "globex"}) for a in found)
+    assert not any(allowed(policy, a, {"tenant": "acm"}) for a in found)
+    # The global scope and other tenants' scopes stay out of reach.
+    for pk in ("TOOL#get_weather", "TOOL#globex/get_weather", "TOOL#acmex/get_weather"):
+        assert not allowed(policy, Access("dynamodb:PutItem", ARN + POLICY_TABLE, (pk,)),
+                           {"tenant": "acme"})
 
 
 def _role_policy() -> dict[str, Any]:

@@ -37,6 +37,7 @@ from projections import (
     tool_entries,
     view_ttl,
 )
+from projections.session import iso_time
 
 NOW = 1_900_000_000.0
 
@@ -206,15 +207,21 @@ def test_tool_entries_pair_outputs_with_calls_from_earlier_events() -> None:
                  {"type": "function_call", "call_id": "c3", "name": "img", "arguments": "{}"},
                  {"type": "function_call_output", "call_id": "c3", "output": [{"type": "x"}]}]),
     ])
-    found = tool_entries("s", [call], events[:1], ttl_seconds=7200, now=NOW)
+    # dated by the stream's clock (``times``), never by the ts the event claims
+    times = {1: NOW - 100.0, 2: NOW - 50.0}
+    found = tool_entries("s", [call], events[:1], ttl_seconds=7200, now=NOW, times=times)
     assert [(e.tool_name, e.output, e.call_id, e.created) for e in found] == [
-        ("add", "3", "c1", ts(1))]
+        ("add", "3", "c1", iso_time(NOW - 100))]
     assert found[0].arguments_hash == arguments_hash({"a": 1, "b": 2})
-    assert found[0].ttl == int(NOW - 3600 + 1) + 7200
-    newest = tool_entries("s", [call], events, ttl_seconds=7200, now=NOW)
+    assert found[0].ttl == int(NOW - 100) + 7200 and found[0].scope is None
+    newest = tool_entries("s", [call], events, ttl_seconds=7200, now=NOW, times=times)
     assert [(e.output, e.call_id) for e in newest] == [("three", "c2")]  # one key, newest wins
-    assert tool_entries("s", [call], events, ttl_seconds=7200, now=NOW + 3700) == []  # expired
-    result = project_session("s", None, None, events, tool_ttl_seconds=0, now=NOW)
+    assert tool_entries("s", [call], events, ttl_seconds=7200, now=NOW + 7200,
+                        times=times) == []  # expired
+    assert tool_entries("s", [call], events, ttl_seconds=7200, now=NOW) == []  # no trusted time
+    scoped = tool_entries("acme/s", [call], events[:1], ttl_seconds=7200, now=NOW, times=times)
+    assert [(e.scope, e.session_id) for e in scoped] == [("acme", "acme/s")]
+    result = project_session("s", None, None, events, tool_ttl_seconds=0, now=NOW, times=times)
     assert result is not None and result.tool_entries == ()
 
 

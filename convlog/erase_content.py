@@ -1,0 +1,167 @@
+"""Erase one user's content from a shared session while its hash chain still verifies.
+
+Hash schema 2 links an event to its predecessor through the *digest* of its payload
+(``payload_sha256``, stored on the item), not the payload itself. So the payload of each
+event the user wrote can be removed -- ``enc = "erased"``, no ``payload``, no parts --
+and ``verify`` still checks every link from the stored digest. An erased
+``items_added`` keeps the number of its items and their roles (each reads back as
+``{"role": ..., "content": "[erased]"}``), so later pops by other users still remove
+the item they removed; an erased ``item_popped`` keeps nothing of the popped item.
+
+Events of hash schema 1 hash their payload inline: they cannot be erased this way
+(``erase_user_content`` refuses before any write; purge the whole session instead).
+
+What else goes: the cache entries the user's runs own in the session, the user's
+record in the ``by_user`` index, and the views, which are recomputed at once from the
+erased events and written over the old ones, so no delivery of the stream (which still
+holds the original images for 24 h) is ever newer than them.
+
+Example:
+    ```python
+    erased = await erase_user_content(db, "agent_sessions", "team-chat", "alice")
+    print(erased.events, erased.cache_entries)
+    ```
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore.client import DynamoClient
+from eventstore.errors import ConditionFailedError, InvalidInputError
+from eventstore.keys import (
+    CACHE_REF_PREFIX,
+    META_SK,
+    SNAPSHOT_SK,
+    is_event_sk,
+    is_part_sk,
+    seq_of,
+    session_pk,
+)
+from eventstore.log import EventLog
+from eventstore.records import ERASED_ENCODING, ROLES, AttrMap, decode_event
+from eventstore.snapshots import encode_snapshot
+from eventstore.views import encode_meta
+from projections.session import project_session
+
+from .purge import CacheRef, delete_owned_entry, write_batch
+
+
+@dataclass(frozen=True)
+class ContentErasure:
+    """What ``erase_user_content`` erased in one session.
+
+    Example:
+        ```python
+        result = await erase_user_content(db, "agent_sessions", "team-chat", "alice")
+        print(result.events, result.cache_entries)
+        ```
+    """
+
+    session_id: str
+    events: int
+    cache_entries: int
+
+
+async def erase_user_content(
+    db: DynamoClient, table: str, session_id: str, user_id: str
+) -> ContentErasure:
+    """Remove the payload of every event ``user_id`` wrote in ``session_id``.
+
+    Raises:
+        InvalidInputError: An event of the user is of hash schema 1 (nothing written).
+        ConditionFailedError: An event changed while it was being erased.
+    """
+    items = [i async for i in db.items(
+        "query", TableName=table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}}, ConsistentRead=True,
+    )]
+    heads = [i for i in items if is_event_sk(i["sk"]["S"]) and not is_part_sk(i["sk"]["S"])
+             and i.get("user_id", {}).get("S") == user_id]
+    old = [seq_of(h["sk"]["S"]) for h in heads if int(h["v"]["N"]) < 2]
+    if old:
+        raise InvalidInputError(
+            f"session {session_id!r}: events {old[:5]} of {user_id!r} use hash schema 1, "
+            "which hashes the content inline; purge the whole session instead"
+        )
+    now = int(time.time())
+    mine = {h["sk"]["S"] for h in heads}
+    part_items: dict[str, list[AttrMap]] = {}
+    for i in items:
+        sk = i["sk"]["S"]
+        if is_event_sk(sk) and is_part_sk(sk) and sk.rsplit("#", 1)[0] in mine:
+            part_items.setdefault(sk.rsplit("#", 1)[0], []).append(i)
+    for head in heads:
+        if head.get("enc", {}).get("S") != ERASED_ENCODING:
+            roles = _roles_of(head, part_items.get(head["sk"]["S"], []))
+            await _erase_event(db, table, head, roles, now)
+    parts = [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items
+             if is_event_sk(i["sk"]["S"]) and is_part_sk(i["sk"]["S"])
+             and i["sk"]["S"].rsplit("#", 1)[0] in mine]
+    records = [i for i in items if i["sk"]["S"].startswith(CACHE_REF_PREFIX)
+               and i.get("user_id", {}).get("S") == user_id and "ref_pk" in i]
+    entries = 0
+    for record in records:
+        entries += await delete_owned_entry(db, table, CacheRef(
+            record["ref_pk"]["S"], record["ref_sk"]["S"], session_id))
+    parts += [{"DeleteRequest": {"Key": {"pk": r["pk"], "sk": r["sk"]}}} for r in records]
+    for start in range(0, len(parts), 25):
+        await write_batch(db, table, parts[start : start + 25])
+    stale = [i["sk"]["S"] for i in items if i["sk"]["S"].startswith(SNAPSHOT_SK)]
+    await _rewrite_views(db, table, session_id, stale)
+    return ContentErasure(session_id, len(heads), entries)
+
+
+async def _erase_event(
+    db: DynamoClient, table: str, head: AttrMap, roles: list[str], now: int
+) -> None:
+    kept: dict[str, Any] = {":e": {"S": ERASED_ENCODING}, ":now": {"N": str(now)},
+                            ":h": head["hash"]}
+    sets = ["enc = :e", "erased = :now"]
+    if head["type"]["S"] == "items_added":
+        kept[":roles"] = {"L": [{"S": r} for r in roles]}
+        sets.append("erased_roles = :roles")
+    try:
+        await db.call(
+            "update_item", TableName=table, Key={"pk": head["pk"], "sk": head["sk"]},
+            UpdateExpression="SET " + ", ".join(sets)
+            + " REMOVE payload, parts, gsi1pk, gsi1sk",
+            ConditionExpression="#h = :h",
+            ExpressionAttributeNames={"#h": "hash"},
+            ExpressionAttributeValues=kept,
+        )
+    except ConditionFailedError as exc:
+        raise ConditionFailedError(
+            f"{head['pk']['S']} {head['sk']['S']} changed during the erasure; run it again"
+        ) from exc
+
+
+def _roles_of(head: AttrMap, parts: list[AttrMap]) -> list[str]:
+    """The role of each item of an ``items_added`` event (what an erased one keeps)."""
+    stored = decode_event(head, parts)
+    if stored.event.type != "items_added":
+        return []
+    return [r if (r := i.get("role")) in ROLES else "assistant" for i in stored.event.items]
+
+
+async def _rewrite_views(
+    db: DynamoClient, table: str, session_id: str, stale_snapshot_keys: list[str]
+) -> None:
+    """Recompute snapshot and meta from the erased events and write them over the old ones."""
+    events = [e async for e in EventLog(db, table).iter_events(session_id)]
+    result = project_session(session_id, None, None, events, tool_ttl_seconds=0)
+    pk = {"S": session_pk(session_id)}
+    if result is None:
+        for sk in [META_SK, *stale_snapshot_keys]:
+            await db.call("delete_item", TableName=table, Key={"pk": pk, "sk": {"S": sk}})
+        return
+    items = [*encode_snapshot(session_id, result.snapshot, ttl=result.ttl),
+             encode_meta(result.meta)]
+    for item in items:  # unconditional: these views must replace whatever is there
+        await db.call("put_item", TableName=table, Item=item)
+    kept = {i["sk"]["S"] for i in items}
+    for sk in stale_snapshot_keys:
+        if sk not in kept:
+            await db.call("delete_item", TableName=table, Key={"pk": pk, "sk": {"S": sk}})
