@@ -135,7 +135,8 @@ async def test_purge_leaves_no_object(
     plan = await plan_purge(db, table, session_id="gone")
     await execute_purge(db, table, plan, payloads=PayloadStore(s3_client, bucket))
     assert objects(s3_client, bucket, "gone") == []
-    assert scan_session(boto3_client, table, "gone") == []
+    # only the content-free purge tombstones (META, SNAPSHOT) stay, for 25 h (issue 11)
+    assert [i for i in scan_session(boto3_client, table, "gone") if "purged" not in i] == []
     assert len(objects(s3_client, bucket, "stays")) == 2  # its event and its snapshot
 
 
