@@ -51,6 +51,15 @@ class ConsoleInfo(_Model):
     )
 
 
+class UsageTotals(_Model):
+    """What the session's runs consumed (every ``store_run_usage``), as projected."""
+
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
 class SessionSummary(_Model):
     """One session of a user, as the per-user index knows it."""
 
@@ -59,6 +68,7 @@ class SessionSummary(_Model):
     created: str
     last_active: str
     item_count: int
+    usage: UsageTotals
 
 
 class SessionsPage(_Model):

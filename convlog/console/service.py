@@ -51,6 +51,7 @@ from .models import (
     TimelineOut,
     ToolEntriesOut,
     ToolEntryOut,
+    UsageTotals,
     VerifyOut,
 )
 
@@ -102,7 +103,11 @@ class ConsoleService:
             user_id=user_id,
             sessions=[
                 SessionSummary(session_id=s.session_id, title=s.title, created=s.created,
-                               last_active=s.last_active, item_count=s.item_count)
+                               last_active=s.last_active, item_count=s.item_count,
+                               usage=UsageTotals(requests=s.requests,
+                                                 input_tokens=s.input_tokens,
+                                                 output_tokens=s.output_tokens,
+                                                 total_tokens=s.total_tokens))
                 for s in page.sessions
                 if self.tenant is None or s.session_id.startswith(self.tenant + "/")
             ],

@@ -70,6 +70,13 @@ class ConsoleData:
         return ConsoleServer(self.app(**kwargs))
 
 
+def project(data: ConsoleData) -> None:
+    """Run the projector over what was written since the last drain."""
+    pump = StreamPump(build_handler(data.client, data.table), data.table, dynamodb=data.client,
+                      streams=data.endpoint.client("dynamodbstreams"))
+    pump.drain()
+
+
 def seed(endpoint: EmbeddedEndpoint, prefix: str = "console") -> ConsoleData:
     client = endpoint.client("dynamodb")
     table = f"convlog-{prefix}-{uuid.uuid4().hex[:8]}"

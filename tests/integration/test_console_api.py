@@ -8,6 +8,7 @@ tenant policy, the console never returns another tenant's data.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from test_template_iam import Recorder, accesses, allowed, load
 from convlog.audit import import_line
 from convlog.console.server import ConsoleServer
 from convlog.local import EmbeddedEndpoint
+from eventstore import DynamoDBSession
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,26 @@ def test_sessions_of_a_user_newest_first_and_paged(url: str) -> None:
     assert [s["session_id"] for s in rest["sessions"]] == [TRIP]
     assert rest["sessions"][0]["title"] == "Plan a day in Paris"
     assert rest["sessions"][0]["item_count"] == 4
+
+
+def test_sessions_carry_their_usage_totals(data: ConsoleData, url: str) -> None:
+    from types import SimpleNamespace
+
+    from agents.usage import Usage
+    from console_support import project
+
+    user = "acme/usage-reader"
+    session = DynamoDBSession("acme/usage-1", data.client, data.table, user_id=user)
+    run = SimpleNamespace(context_wrapper=SimpleNamespace(usage=Usage(
+        requests=2, input_tokens=120, output_tokens=30, total_tokens=150)))
+    asyncio.run(session.add_items([{"role": "user", "content": "hi"}]))
+    asyncio.run(session.store_run_usage(run))
+    project(data)
+    [listed] = get(url, "sessions", user_id=user).json()["sessions"]
+    assert listed["usage"] == {"requests": 2, "input_tokens": 120, "output_tokens": 30,
+                               "total_tokens": 150}
+    [quiet] = get(url, "sessions", user_id=ACME_USER, limit=1).json()["sessions"]
+    assert quiet["usage"]["total_tokens"] == 0
 
 
 def test_timeline_says_what_each_event_changed(url: str) -> None:

@@ -70,6 +70,7 @@ def test_sessions_timeline_replay_slider_and_a_flagged_edit(server: ConsoleServe
     sessions.first.wait_for()
     ids = [sessions.nth(i).get_attribute("data-session") for i in range(sessions.count())]
     assert ids == [EDITED, CHAT, TRIP]
+    assert "0 tokens in 0 requests" in sessions.first.inner_text()  # usage totals shown
     page.screenshot(path=str(SHOTS / "sessions.png"))
 
     # Open a session by keyboard: the first session button has the focus after loading.

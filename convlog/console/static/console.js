@@ -68,7 +68,7 @@ async function loadSessions(more) {
       const button = el("button", { type: "button", "data-session": s.session_id },
         el("strong", {}, s.title || s.session_id), " ",
         el("code", {}, s.session_id),
-        el("span", { class: "change" }, `${s.item_count} items · last active ${s.last_active}`));
+        el("span", { class: "change" }, `${s.item_count} items · ${s.usage.total_tokens} tokens in ${s.usage.requests} requests · last active ${s.last_active}`));
       button.addEventListener("click", () => openSession(s.session_id));
       list.append(el("li", {}, button));
     }
