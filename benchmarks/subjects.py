@@ -7,7 +7,7 @@
   ``openai-agents-session`` (aiobotocore client, table keyed on ``session_id``);
 * ``sqlite`` -- the OpenAI Agents SDK's ``SQLiteSession`` on a local file (reference).
 
-Every DynamoDB client is watched by an ``eventstore.capacity.CapacityMeter``.
+Every DynamoDB client is watched by an ``benchmarks.meter.CapacityMeter``.
 """
 
 from __future__ import annotations

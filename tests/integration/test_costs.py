@@ -4,7 +4,7 @@ These figures are deterministic -- they follow from the storage layout and Dynam
 rounding rules -- so they are asserted exactly: a change that makes ``add_items`` read
 before it writes, or ``get_items`` page through events behind a fresh snapshot, turns
 CI red. Requests are counted at botocore's ``before-send``; capacity units are computed
-by ``eventstore.capacity.CapacityMeter`` from the sizes of the items each request wrote
+by ``benchmarks.meter.CapacityMeter`` from the sizes of the items each request wrote
 or read. The side-by-side comparison with the single-item ``DynamoDBSession`` and with
 ``SQLiteSession`` (and every latency) lives in ``python -m benchmarks``.
 """
