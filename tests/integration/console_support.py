@@ -82,8 +82,7 @@ def seed(endpoint: EmbeddedEndpoint, prefix: str = "console") -> ConsoleData:
     table = f"convlog-{prefix}-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_table_if_not_exists(client, table))
     asyncio.run(_converse(client, table))
-    pump = StreamPump(build_handler(client, table), table, dynamodb=client,
-                      streams=endpoint.client("dynamodbstreams"))
-    pump.drain()
+    data = ConsoleData(endpoint, client, table)
+    project(data)
     edit_event(client, table, EDITED, EDITED_SEQ, FORGED_TEXT)
-    return ConsoleData(endpoint, client, table)
+    return data
