@@ -36,7 +36,7 @@ from .history import (
 from .keys import session_pk
 from .log import EventLog, ReadResult
 from .records import Payload, StoredEvent
-from .turns import current_turn, find_turns, is_user_message
+from .turns import current_turn, is_user_message
 
 REGISTRY_PREFIX = "BRANCH#"
 
@@ -233,20 +233,6 @@ class BranchMixin:
                 "created_at": created or history.created,
             })
         return branches
-
-    async def get_conversation_turns(
-        self: SessionLike, branch_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        """User turns of a branch: ``turn``, ``content`` (100 chars), ``full_content``, ..."""
-        from .turns import conversation_turns
-
-        return conversation_turns((await self._history(branch_id)).entries)
-
-    async def find_turns_by_content(
-        self: SessionLike, search_term: str, branch_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        """User turns whose text contains ``search_term`` (ASCII case-insensitive)."""
-        return find_turns((await self._history(branch_id)).entries, search_term)
 
 
 async def _reserve(session: SessionLike, name: str | None, turn_number: int) -> str:

@@ -12,12 +12,12 @@ import copy
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import coerce_session_settings, resolve_session_limit
 
+from .appends import FAST_RETRIES, MAX_APPEND_ATTEMPTS, AppendMixin
 from .branches import BranchMixin
 from .compaction import CompactionMixin
 from .errors import (
@@ -27,27 +27,25 @@ from .errors import (
 )
 from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
 from .fold import NewestFirstFold, removal_ttl
-from .history import MAIN_BRANCH, BranchId, branch_base, branch_session_id
+from .history import MAIN_BRANCH, BranchId
 from .idempotency import IdempotencyMixin, check_key, context_key, derive_token
-from .keys import USER_RECORD_SK_PREFIX, user_pk, validate_session_id, validate_user_id
+from .keys import validate_session_id, validate_user_id
 from .limits import DEFAULT_MAX_ADD_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITEMS_PER_ADD, Limits
-from .log import EventLog, Head, ReadResult
+from .log import EventLog, Head
 from .ownership import set_owner
 from .payloads import PayloadStore
-from .records import AttrMap, Body, StoredEvent
+from .queries import QueryMixin
 from .usage import UsageMixin
-from .window import POP_WINDOW, Window, backoff, event_of, head_of
+from .window import POP_WINDOW, Window, backoff, event_of
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.run_context import RunContextWrapper
 
-MAX_APPEND_ATTEMPTS = 64
-_FAST_RETRIES = 8
-
 
 class DynamoDBSession(
-    BranchMixin, UsageMixin, CompactionMixin, IdempotencyMixin, SessionABC
+    BranchMixin, UsageMixin, QueryMixin, CompactionMixin, IdempotencyMixin, AppendMixin,
+    SessionABC,
 ):
     """Conversation history for one session id, stored as events in DynamoDB.
 
@@ -81,7 +79,8 @@ class DynamoDBSession(
     (or find one in the run context), so that their retry after
     ``AmbiguousResultError`` lands at most once. The session also has
     ``AdvancedSQLiteSession``'s branches, usage and queries (``eventstore.branches``,
-    ``eventstore.usage``) and the SDK's atomic-compaction hooks
+    ``eventstore.usage``, ``eventstore.queries``; the write path is
+    ``eventstore.appends``) and the SDK's atomic-compaction hooks
     (``eventstore.compaction``).
 
     Example:
@@ -305,7 +304,7 @@ class DynamoDBSession(
                                              extra=self._user_record())
             except ConditionFailedError as exc:
                 await backoff(attempt)
-                winner = event_of(exc.item) if attempt < _FAST_RETRIES else None
+                winner = event_of(exc.item) if attempt < FAST_RETRIES else None
                 if not (winner is not None and winner.event.seq == window.head.seq + 1
                         and window.advance(winner)):  # the winner's event is known: pop next
                     window = None
@@ -359,70 +358,6 @@ class DynamoDBSession(
         """Release nothing: the client belongs to the caller, who closes it."""
         self._head = None
         self._window = None
-
-    def _sid(self, branch_id: str | None = None) -> str:
-        """The partition of a branch (default: the current one)."""
-        return branch_session_id(self.session_id, branch_id or self._branch)
-
-    def _forget(self) -> None:
-        """Drop the remembered head and items (another branch, or an unknown outcome)."""
-        self._head = None
-        self._window = None
-
-    async def _read(self, fold: NewestFirstFold, branch_id: str | None = None) -> ReadResult:
-        """Fold a branch newest-first; past its own events, its parent's prefix."""
-        result = await self._log.read_newest(self._sid(branch_id), fold)
-        if fold.branch_start is None:
-            return result
-        fold.feed_base(await branch_base(self._log, fold.branch_start, fold.now))
-        return ReadResult(fold.items(), result.head, result.snapshot_seq, result.requests,
-                          fold.ttls())
-
-    async def _append(
-        self, build: Callable[[int, str], Event], payload: Body | None = None,
-        object_key: str | None = None,
-    ) -> StoredEvent:
-        head = self._head or await self._log.read_head(self._sid())
-        ts = now_iso()
-        for attempt in range(MAX_APPEND_ATTEMPTS):
-            event = build(head.seq + 1, ts)
-            try:
-                stored = await self._log.put(event, head.hash, ttl=self._ttl(), payload=payload,
-                                             object_key=object_key,
-                                             extra=self._user_record())
-            except ConditionFailedError as exc:
-                await backoff(attempt)
-                winner = head_of(exc.item)
-                if attempt < _FAST_RETRIES and winner is not None and winner.seq > head.seq:
-                    head = winner  # the conflict named the seq's holder: try the next seq
-                else:
-                    head = await self._log.read_head(self._sid())
-                continue
-            self._remember(stored)
-            return stored
-        raise ConcurrencyError(
-            f"append to session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
-        )
-
-    def _user_record(self) -> AttrMap | None:
-        """Index attributes for this object's first event in a partition: the user's record."""
-        if self.user_id is None or self._sid() in self._user_recorded:
-            return None
-        return {"gsi1pk": {"S": user_pk(self.user_id)},
-                "gsi1sk": {"S": USER_RECORD_SK_PREFIX + self._sid()}}
-
-    def _remember(self, stored: StoredEvent) -> None:
-        self._user_recorded.add(stored.event.session_id)
-        window, self._window = self._window, None
-        if (window is not None and window.head == Head(stored.event.seq - 1, stored.prev_hash)
-                and window.advance(stored)):
-            self._keep(window)
-        self._head = Head(stored.event.seq, stored.hash)
-
-    def _keep(self, window: Window) -> None:
-        """Remember the newest items for the next pop (unless time alone may change them)."""
-        self._head = window.head
-        self._window = None if window.expiring else window
 
     def _ttl(self) -> int | None:
         return int(time.time()) + self.ttl_seconds if self.ttl_seconds else None

@@ -24,7 +24,7 @@ from typing import Any
 from .branches import SessionLike
 from .events import USAGE_FIELDS, UsageRecorded
 from .history import MAIN_BRANCH
-from .turns import conversation_by_turns, current_turn, tool_usage
+from .turns import current_turn
 
 
 def usage_record(usage: Any) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def usage_record(usage: Any) -> dict[str, Any]:
 
 
 class UsageMixin:
-    """``store_run_usage``, ``get_session_usage``, ``get_turn_usage`` and the queries."""
+    """``store_run_usage``, ``get_session_usage`` and ``get_turn_usage``."""
 
     async def store_run_usage(self: SessionLike, result: Any) -> None:
         """Record a run's usage against the current user turn of the current branch.
@@ -95,15 +95,3 @@ class UsageMixin:
         if user_turn_number is not None:
             return dict(usage.get(user_turn_number, {}))
         return [{"user_turn_number": turn, **usage[turn]} for turn in sorted(usage)]
-
-    async def get_conversation_by_turns(
-        self: SessionLike, branch_id: str | None = None
-    ) -> dict[int, list[dict[str, str | None]]]:
-        """Items of a branch grouped by turn: ``{turn: [{"type", "tool_name"}, ...]}``."""
-        return conversation_by_turns((await self._history(branch_id)).items)
-
-    async def get_tool_usage(
-        self: SessionLike, branch_id: str | None = None
-    ) -> list[tuple[str, int, int]]:
-        """``(tool name, calls, turn)`` per tool and turn of a branch."""
-        return tool_usage((await self._history(branch_id)).items)
