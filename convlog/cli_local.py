@@ -41,8 +41,9 @@ from eventstore.views import ToolCacheEntry, decode_tool_entry, read_views
 from .audit import replay, verify_session
 from .cli import EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
 from .cli_anchor import local_anchor_resources
+from .cli_audit import describe_report, render_replay
 from .cli_format import render_items, shorten
-from .cli_log import describe_report, render_replay, render_sessions
+from .cli_log import render_sessions
 from .demo import TOOL_NAME, DemoResult, run_conversation
 from .local import LOCAL_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint, local_client
 from .pump import StreamPump
@@ -329,7 +330,7 @@ def run_serve(ctx: CliContext) -> int:
             run_async(create_bucket_if_not_exists(s3, LOCAL_BUCKET))
             handler = None if ctx.args.no_projector else _projector(
                 ctx, ctx.args.projector, client, s3_client=s3, bucket_name=LOCAL_BUCKET)
-            console = _console(ctx, client)
+            console = _console(ctx, client, s3)
             pump = _Pump(client, ctx.table, _logging(ctx, handler), streams)
             pump.start()
             ctx.print(f"convlog serve: DynamoDB endpoint {url} (table {ctx.table}, "
@@ -365,7 +366,7 @@ def run_serve(ctx: CliContext) -> int:
     return EXIT_OK
 
 
-def _console(ctx: CliContext, client: Any) -> Any:
+def _console(ctx: CliContext, client: Any, s3: Any) -> Any:
     """Start the audit console (``convlog.console``) on ``--console-port``, or nothing."""
     if ctx.args.no_console:
         return None
@@ -380,7 +381,8 @@ def _console(ctx: CliContext, client: Any) -> Any:
     from .console.app import create_app
     from .console.server import ConsoleServer
 
-    app = create_app(client, ctx.table, admin=ctx.args.console_admin)
+    app = create_app(client, ctx.table, admin=ctx.args.console_admin, s3_client=s3,
+                     bucket_name=LOCAL_BUCKET)
     return ConsoleServer(app, ctx.args.console_port).start()
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -342,30 +342,34 @@ async def create_bucket_if_not_exists(
 
 async def referenced_keys(
     db: DynamoClient, table_name: str, *, session_id: str | None = None,
-    now: float | None = None,
+    now: float | None = None, on_scanned: Callable[[int], None] | None = None,
 ) -> set[str]:
     """Keys of the S3 objects that live (unexpired) items point to.
 
-    One paged ``Query`` of the session's partition, or a paged ``Scan`` of the table
-    when ``session_id`` is ``None``; only the ``obj`` and ``ttl`` attributes are read.
+    One paged consistent ``Query`` of the session's partition, or a paged consistent
+    ``Scan`` of the table when ``session_id`` is ``None``; only the ``obj`` and ``ttl``
+    attributes are read. ``on_scanned`` is called with the items each page read.
     """
     at = time.time() if now is None else now
     params: dict[str, Any] = {
-        "TableName": table_name,
-        "ProjectionExpression": "#o, #t",
+        "TableName": table_name, "ConsistentRead": True,
+        "ProjectionExpression": "#o, #t", "FilterExpression": "attribute_exists(#o)",
         "ExpressionAttributeNames": {"#o": OBJECT_ATTR, "#t": "ttl"},
     }
-    if session_id is None:
-        items = db.items("scan", FilterExpression="attribute_exists(#o)", **params)
-    else:
-        items = db.items(
-            "query", KeyConditionExpression="pk = :pk", FilterExpression="attribute_exists(#o)",
-            ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}},
-            ConsistentRead=True, **params,
-        )
+    operation = "scan"
+    if session_id is not None:
+        operation = "query"
+        params.update(KeyConditionExpression="pk = :pk",
+                      ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}})
     keys: set[str] = set()
-    async for item in items:
-        if "ttl" in item and int(item["ttl"]["N"]) <= at:
-            continue
-        keys.add(str(item[OBJECT_ATTR]["S"]))
-    return keys
+    while True:
+        page = await db.call(operation, **params)
+        if on_scanned is not None:
+            on_scanned(int(page.get("ScannedCount", 0)))
+        for item in page.get("Items", []):
+            if "ttl" in item and int(item["ttl"]["N"]) <= at:
+                continue
+            keys.add(str(item[OBJECT_ATTR]["S"]))
+        if "LastEvaluatedKey" not in page:
+            return keys
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]

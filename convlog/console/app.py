@@ -77,7 +77,8 @@ READ = _errors(400, 403, 404, 409, 503)
 
 
 def create_app(
-    client: Any, table: str, *, admin: bool = False, tenant: str | None = None
+    client: Any, table: str, *, admin: bool = False, tenant: str | None = None,
+    s3_client: Any = None, bucket_name: str | None = None,
 ) -> FastAPI:
     """Build the console app for one table.
 
@@ -86,8 +87,11 @@ def create_app(
         table: The convlog table.
         admin: Allow the purge operations (an admin deployment with a purge role).
         tenant: Serve only user and session ids that start with ``<tenant>/``.
+        s3_client: A boto3 S3 client for payloads offloaded to the payload bucket.
+        bucket_name: The payload bucket (events and snapshots too large for an item).
     """
-    service = ConsoleService(client, table, tenant=tenant)
+    service = ConsoleService(client, table, tenant=tenant, s3_client=s3_client,
+                             bucket_name=bucket_name)
     app = FastAPI(
         title="convlog audit console",
         version="1.0",

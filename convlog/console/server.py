@@ -2,8 +2,9 @@
 
 ``ConsoleServer`` starts uvicorn on 127.0.0.1 in a background thread and stops it on
 ``stop()``. ``lambda_app`` builds the Mangum adapter from the environment Lambda gives
-the function (``TABLE_NAME``; ``CONSOLE_ADMIN=true`` for the purge function;
-``CONSOLE_TENANT`` for a tenant's console).
+the function (``TABLE_NAME``; ``PAYLOAD_BUCKET`` for payloads in S3;
+``CONSOLE_ADMIN=true`` for the purge function; ``CONSOLE_TENANT`` for a tenant's
+console).
 
 Example:
     ```python
@@ -125,5 +126,7 @@ def lambda_app(environ: dict[str, str] | None = None) -> Any:
         raise InvalidInputError("TABLE_NAME is not set")
     admin = env.get("CONSOLE_ADMIN", "false").lower() == "true"
     tenant = env.get("CONSOLE_TENANT") or None
-    app = create_app(boto3.client("dynamodb"), table, admin=admin, tenant=tenant)
+    bucket = env.get("PAYLOAD_BUCKET") or None
+    app = create_app(boto3.client("dynamodb"), table, admin=admin, tenant=tenant,
+                     s3_client=boto3.client("s3") if bucket else None, bucket_name=bucket)
     return Mangum(app, lifespan="off")

@@ -30,6 +30,7 @@ from eventstore.errors import CorruptEventError, InvalidInputError
 from eventstore.fold import Entry, apply_event, fold_forward
 from eventstore.keys import args_sk, tenant_of, tool_pk, validate_session_id
 from eventstore.log import EventLog
+from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
 from eventstore.sessions_index import list_sessions
 from eventstore.views import arguments_hash, decode_tool_entry
@@ -71,6 +72,9 @@ class ConsoleService:
         client: A boto3 DynamoDB client (its role decides what the console may read).
         table: The convlog table.
         tenant: Serve only ids starting with ``<tenant>/`` (``None``: every id).
+        s3_client: A boto3 S3 client for payloads offloaded to S3 (with ``bucket_name``).
+        bucket_name: The payload bucket; without it an event whose payload is in S3
+            shows as unreadable ("no payload bucket") and a purge leaves its objects.
 
     Example:
         ```python
@@ -79,11 +83,16 @@ class ConsoleService:
         ```
     """
 
-    def __init__(self, client: Any, table: str, *, tenant: str | None = None) -> None:
+    def __init__(
+        self, client: Any, table: str, *, tenant: str | None = None,
+        s3_client: Any = None, bucket_name: str | None = None,
+    ) -> None:
         self.client = client
         self.db: DynamoClient = wrap_client(client)
         self.table = table
-        self.log = EventLog(client, table)
+        self.payloads = (PayloadStore(s3_client, bucket_name)
+                         if s3_client is not None and bucket_name else None)
+        self.log = EventLog(client, table, payloads=self.payloads)
         self.tenant = tenant
 
     def _own(self, what: str, value: str) -> str:
@@ -232,7 +241,7 @@ class ConsoleService:
                 "the confirmation token does not match what would be deleted now: "
                 "ask for a new plan"
             )
-        deleted = await execute_purge(self.db, self.table, plan)
+        deleted = await execute_purge(self.db, self.table, plan, payloads=self.payloads)
         return PurgeDoneOut(sessions=plan.sessions, deleted=deleted)
 
     async def _plan(self, target: PurgeTarget) -> PurgePlan:

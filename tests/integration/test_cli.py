@@ -16,7 +16,7 @@ from convlog.local import EmbeddedEndpoint, free_port
 from eventstore import DynamoDBSession
 from eventstore.events import parse_event
 
-VERBS = ["demo", "serve", "replay", "verify", "import", "sessions", "rebuild", "purge"]
+VERBS = ["demo", "serve", "replay", "verify", "import", "sessions", "rebuild", "purge", "sweep"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
