@@ -121,23 +121,24 @@ async def run_delayed(
 ) -> dict[str, Any]:
     """Project ``sessions`` x ``per_session`` interleaved events, 5 ms added per request.
 
-    The handler's client talks to the endpoint through a ``DelayProxy`` (DynamoDB's
-    network latency); the stream pump reads the stream directly, and only the time
-    inside the handler counts. Returns events/s, batches and the handler's requests.
+    The handler's client talks to the endpoint through ``benchmarks.proxy.HttpProxy``
+    with a delay rule (DynamoDB's network latency); the stream pump reads the stream
+    directly, and only the time inside the handler counts. Returns events/s, batches
+    and the handler's requests.
     """
     from botocore.config import Config
 
     from convlog.pump import StreamPump
     from stream_handlers.projector import build_handler
 
-    from .netdelay import DelayProxy
+    from .proxy import HttpProxy
 
     table = f"bench-delay-{uuid.uuid4().hex[:8]}"
     writer = endpoint.client("dynamodb")
     await create_table_if_not_exists(writer, table)
     events = sessions * per_session
     write_stream(writer, table, events, sessions)
-    with DelayProxy(endpoint.url, delay_seconds) as proxy:
+    with HttpProxy(endpoint.url, delay_seconds) as proxy:
         kwargs = {**endpoint.client_kwargs(), "endpoint_url": proxy.url}
         import boto3
 

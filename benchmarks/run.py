@@ -232,7 +232,7 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "",
         f"{targets.DELAYED_EVENTS:,} `items_added` events interleaved over 1, 4 and 200 "
         "sessions; the handler's client talks to the endpoint through a proxy on "
-        "127.0.0.1 that adds 5 ms to every request (`benchmarks/netdelay.py`, DynamoDB's "
+        "127.0.0.1 that adds 5 ms to every request (`benchmarks/proxy.py`, DynamoDB's "
         "network latency) and serves requests concurrently; events/s counts time inside "
         "the handler. " + _baseline_note(results),
         "",

@@ -1,8 +1,8 @@
 """Issue 14's figures: the projector at 5 ms per request, lagging reads, the targets table.
 
 ``delayed_projector`` projects 2,000 interleaved events over 1, 4 and 200 sessions with
-the handler's client behind a ``DelayProxy`` (5 ms per request). The "before" figures come
-from the same function run on the projector before the change (``python -m benchmarks
+the handler's client behind an ``HttpProxy`` delay rule (5 ms per request). The "before"
+figures come from the same function run on the projector before the change (``python -m benchmarks
 --projector-baseline benchmarks/baseline_projector.json`` on that commit); the file says
 which commit and when.
 """

@@ -39,7 +39,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 _VERBS: list[tuple[str, str, str, str]] = [
-    ("demo", "convlog.cli_local:run_demo",
+    ("demo", "convlog.cli_demo:run_demo",
      "run a scripted agent conversation and show what convlog stored",
      "convlog demo\n  convlog demo --model gpt-4.1-mini      (needs OPENAI_API_KEY)"),
     ("serve", "convlog.cli_local:run_serve",

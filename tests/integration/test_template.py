@@ -111,7 +111,8 @@ def test_template_table_and_mapping_agree_with_eventstore(template: dict[str, An
     types = sorted(r["Type"] for r in transformed["Resources"].values())
     # Explicit roles mean SAM adds none (no broad AWSLambdaDynamoDBExecutionRole).
     roles = {n for n, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    assert roles == {"ProjectorRole", "ConsoleRole", "ConsolePurgeRole", "AnchorRole"}
+    assert roles == {"ProjectorRole", "ConsoleRole", "ConsolePurgeRole", "AnchorRole",
+                     "SweeperRole"}
     assert types.count(ALARM_TYPE) == 4
     assert types.count("AWS::Lambda::EventSourceMapping") == 1
 
@@ -127,9 +128,9 @@ def test_every_handler_resolves_to_the_real_callable(template: dict[str, Any]) -
         if r["Type"] == tc.LAMBDA_FUNCTION
     }
     assert handlers == {"stream_handlers.projector.handler", "stream_handlers.console.handler",
-                        "stream_handlers.anchor.handler"}
+                        "stream_handlers.anchor.handler", "stream_handlers.sweeper.handler"}
     for module in ("stream_handlers.projector", "stream_handlers.console",
-                   "stream_handlers.anchor"):
+                   "stream_handlers.anchor", "stream_handlers.sweeper"):
         real = importlib.import_module(module).handler
         assert tc.resolve_handler(f"{module}.handler") is real
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_template_iam import PAYLOAD_KEY, PAYLOAD_OBJECTS
 
 import convlog.templatecheck as tc
 
@@ -76,4 +77,8 @@ def test_digests_are_locked_in_compliance_mode_and_nobody_may_delete_them(
 def test_application_and_tenant_policies_can_neither_sign_nor_touch_digests(name: str) -> None:
     document = json.loads((ROOT / "docs" / "iam" / name).read_text())
     actions = {a for s in document["Statement"] for a in _actions(s)}
-    assert not any(a.startswith(("kms:", "s3:")) or a == "*" for a in actions), actions
+    assert not any(a in ("kms:Sign", "kms:*", "s3:*", "*") for a in actions), actions
+    # S3 and KMS only on the payload bucket's objects and key (issue 13), never digests
+    for statement in document["Statement"]:
+        if any(a.startswith(("kms:", "s3:")) for a in _actions(statement)):
+            assert statement["Resource"] in (PAYLOAD_OBJECTS, PAYLOAD_KEY), statement

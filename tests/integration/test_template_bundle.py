@@ -17,6 +17,7 @@ OUR_PACKAGES = {"eventstore", "projections", "stream_handlers", "convlog"}
 HANDLERS = {
     "stream_handlers.projector": "import stream_handlers.projector",
     "stream_handlers.console": "import stream_handlers.console, convlog.console.app, mangum",
+    "stream_handlers.sweeper": "import stream_handlers.sweeper",
 }
 # The python3.12 Lambda runtime ships the AWS SDK and its dependencies.
 LAMBDA_RUNTIME = {"boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six"}
@@ -57,7 +58,7 @@ def test_requirements_cover_every_module_the_handler_imports(handler: str) -> No
         m for m in imported
         if m not in sys.stdlib_module_names and not m.startswith("_") and m not in OUR_PACKAGES
     }
-    assert ("aws_lambda_powertools" if handler.endswith("projector") else "fastapi") \
+    assert ("fastapi" if handler.endswith("console") else "aws_lambda_powertools") \
         in third_party
     dists = packages_distributions()
     bundle = set(_pins(ROOT / "requirements.txt"))

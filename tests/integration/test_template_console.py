@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 import requests
 from console_support import ACME_USER, CHAT, TRIP, ConsoleData, seed
-from test_template_iam import ARN, POLICY_TABLE, WRITE_ACTIONS, Recorder, allowed, load
+from test_template_iam import (
+    ARN,
+    PAYLOAD_KEY,
+    PAYLOAD_OBJECTS,
+    POLICY_TABLE,
+    WRITE_ACTIONS,
+    Recorder,
+    allowed,
+    load,
+)
 
 import stream_handlers.console as console_handler
 from convlog import templatecheck as tc
@@ -101,6 +110,10 @@ def _role_policy(template: dict[str, Any], role: str) -> dict[str, Any]:
             return ARN + POLICY_TABLE
         if value == {"Fn::Sub": "${EventsTable.Arn}/index/by_user"}:
             return ARN + POLICY_TABLE + "/index/by_user"
+        if value == {"Fn::Sub": "${PayloadBucket.Arn}/sessions/*"}:
+            return PAYLOAD_OBJECTS
+        if value == {"Fn::GetAtt": ["PayloadKey", "Arn"]}:
+            return PAYLOAD_KEY
         return f"arn:other:{json.dumps(value)}"
 
     statements = [{**s, "Resource": resolve(s["Resource"])}

@@ -37,6 +37,11 @@ KNOWN_ACTIONS = {
     "dynamodb:GetShardIterator", "dynamodb:ListStreams", "dynamodb:ListTables",
     "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
 }
+# The payload bucket's objects and key as docs/iam names them (issue 13).
+PAYLOAD_OBJECTS = "arn:aws:s3:::my-convlog-payloads/sessions/*"
+PAYLOAD_KEY = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+PAYLOAD_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "kms:Decrypt",
+                   "kms:GenerateDataKey"}
 WRITE_ACTIONS = {"dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem",
                  "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
 _TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
@@ -168,7 +173,7 @@ POLICIES = ("application-policy.json", "audit-readonly-policy.json",
 
 
 @pytest.mark.parametrize("name", POLICIES)
-def test_policy_files_are_valid_json_with_known_dynamodb_actions(name: str) -> None:
+def test_policy_files_are_valid_json_with_known_actions(name: str) -> None:
     policy = load(name)
     assert policy["Version"] == "2012-10-17"
     assert policy["Statement"]
@@ -177,6 +182,9 @@ def test_policy_files_are_valid_json_with_known_dynamodb_actions(name: str) -> N
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
         actions = set(_list(statement["Action"]))
+        if actions <= PAYLOAD_ACTIONS:  # the payload bucket (test_payload_iam)
+            assert _list(statement["Resource"]) in ([PAYLOAD_OBJECTS], [PAYLOAD_KEY])
+            continue
         assert actions <= KNOWN_ACTIONS, actions - KNOWN_ACTIONS
         for resource in _list(statement["Resource"]):
             assert resource in (ARN + POLICY_TABLE, ARN + POLICY_TABLE + "/index/by_user")

@@ -52,3 +52,55 @@ def test_app_and_projector_may_touch_only_payload_objects() -> None:
         assert s3[0]["Resource"] == {"Fn::Sub": "${PayloadBucket.Arn}/" + OBJECT_PREFIX + "*"}
     env = resources["ProjectorFunction"]["Properties"]["Environment"]["Variables"]
     assert env["PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
+
+
+def _statements(resources: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = resources[role]["Properties"]["Policies"]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return sorted([action] if isinstance(action, str) else action)
+
+
+def test_the_sweeper_runs_daily_with_list_get_delete_on_the_bucket_only() -> None:
+    resources = load_template(TEMPLATE)["Resources"]
+    function = resources["SweeperFunction"]["Properties"]
+    assert function["Handler"] == "stream_handlers.sweeper.handler"
+    assert function["Role"] == {"Fn::GetAtt": ["SweeperRole", "Arn"]}
+    assert function["Events"]["Schedule"]["Type"] == "Schedule"
+    assert function["Events"]["Schedule"]["Properties"]["Schedule"] == "rate(1 day)"
+    env = function["Environment"]["Variables"]
+    assert env["PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
+    assert env["TABLE_NAME"] == {"Ref": "EventsTable"}
+    by_sid = _statements(resources, "SweeperRole")
+    assert sorted(by_sid) == ["CheckAndDeleteOrphans", "ListPayloadObjects",
+                              "ScanObjectReferences", "WriteOwnLogs"]
+    listing = by_sid["ListPayloadObjects"]
+    assert _actions(listing) == ["s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::GetAtt": ["PayloadBucket", "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": OBJECT_PREFIX + "*"}}
+    objects = by_sid["CheckAndDeleteOrphans"]
+    assert _actions(objects) == ["s3:DeleteObject", "s3:GetObject"]
+    assert objects["Resource"] == {"Fn::Sub": "${PayloadBucket.Arn}/" + OBJECT_PREFIX + "*"}
+    scan = by_sid["ScanObjectReferences"]
+    assert _actions(scan) == ["dynamodb:Scan"]
+    assert scan["Resource"] == {"Fn::GetAtt": ["EventsTable", "Arn"]}
+
+
+def test_the_consoles_read_and_purge_payload_objects() -> None:
+    resources = load_template(TEMPLATE)["Resources"]
+    for name in ("ConsoleFunction", "ConsolePurgeFunction"):
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
+    reader = _statements(resources, "ConsoleRole")
+    assert _actions(reader["ReadPayloadObjects"]) == ["s3:GetObject"]
+    assert _actions(reader["DecryptPayloads"]) == ["kms:Decrypt"]
+    purger = _statements(resources, "ConsolePurgeRole")
+    assert _actions(purger["ListPayloadObjects"]) == ["s3:ListBucket"]
+    assert _actions(purger["DeletePayloadObjects"]) == ["s3:DeleteObject"]
+    s3_actions = {a for role in ("ConsoleRole", "ConsolePurgeRole")
+                  for s in _statements(resources, role).values() for a in _actions(s)
+                  if a.startswith("s3:")}
+    assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:DeleteObject"}
