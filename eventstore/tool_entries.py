@@ -10,14 +10,16 @@ Invalidation leaves marks that no older result can pass: ``invalidate(tool, args
 replaces the entry with a content-free tombstone whose ``created`` is the time of the
 invalidation, and ``invalidate(tool)`` writes ``sk = INVALIDATED`` with that time
 (``at``) in the tool's partition. Both expire after ``MARK_TTL_SECONDS`` (the stream
-keeps records for 24 hours). The projector writes an entry in one transaction that
-checks the tool's mark and the session's purge tombstone, so neither is ever undone.
+keeps records for 24 hours). Entries are written by ``eventstore.cache_commit`` (staged,
+checked against the tool's mark and the session's purge tombstone, then committed; no
+transaction), so neither is ever undone.
 
 Example:
     ```python
-    from eventstore.tool_entries import ToolCacheEntry, write_tool_entry
+    from eventstore.tool_entries import ToolCacheEntry, decode_tool_entry, owner_record
 
-    written = await write_tool_entry(db, "agent_sessions", entry)
+    entry = decode_tool_entry(item)
+    record = owner_record(entry)  # in the session's partition, where erasure finds it
     ```
 """
 
@@ -27,25 +29,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import ConditionFailedError, CorruptEventError, InvalidInputError
+from .errors import CorruptEventError, InvalidInputError
 from .events import canonical_json
-from .keys import (
-    INVALIDATED_SK,
-    META_SK,
-    args_sk,
-    cache_ref_sk,
-    session_pk,
-    split_tool_pk,
-    tool_pk,
-)
+from .keys import args_sk, cache_ref_sk, session_pk, split_tool_pk, tool_pk
 from .records import AttrMap
 
-if TYPE_CHECKING:
-    from .client import DynamoClient
-
-TOOL_ENTRY_CONDITION = "attribute_not_exists(pk) OR #c < :created"
 MAX_TOOL_OUTPUT_BYTES = 300_000
 MARK_TTL_SECONDS = 25 * 3600  # longer than the stream's 24 h retention
 
@@ -131,8 +121,11 @@ def decode_tool_entry(item: AttrMap) -> ToolCacheEntry:
     """Rebuild a ``ToolCacheEntry`` from its item.
 
     Raises:
-        CorruptEventError: The item is malformed (or is an invalidation tombstone).
+        CorruptEventError: The item is malformed, an invalidation tombstone, or an entry
+            staged and not committed yet (``pending``, see ``eventstore.cache_commit``).
     """
+    if "pending" in item:
+        raise CorruptEventError("tool cache item is staged, not committed")
     try:
         scope, name = split_tool_pk(item["pk"]["S"])
         return ToolCacheEntry(
@@ -175,60 +168,3 @@ def tool_output_fits(output: Any) -> bool:
         return len(canonical_json(output).encode("utf-8")) <= MAX_TOOL_OUTPUT_BYTES
     except (TypeError, ValueError):
         return False
-
-
-async def write_tool_entry(db: DynamoClient, table_name: str, entry: ToolCacheEntry) -> bool:
-    """Store a projected tool result unless something newer or final is in its way.
-
-    One transaction: the entry (only if the stored one, or a tombstone, is older: the
-    hit count survives), its owner record, and two checks -- the tool was not
-    invalidated at or after ``entry.created``, and the session was not purged.
-
-    Returns:
-        ``True`` when written, ``False`` when a newer entry, an invalidation or a purge
-        is in the way.
-    """
-    item = encode_tool_entry(entry)
-    names = {"#o": "output", "#c": "created", "#h": "hits", "#t": "ttl", "#s": "session",
-             "#i": "call_id", "#u": "user"}
-    values: AttrMap = {":o": item["output"], ":created": item["created"], ":zero": {"N": "0"}}
-    sets = ["#o = :o", "#c = :created", "#h = if_not_exists(#h, :zero)"]
-    removes: list[str] = ["invalidated"]
-    for attr, placeholder in (("ttl", "#t"), ("session", "#s"), ("call_id", "#i"),
-                              ("user", "#u")):
-        if attr in item:
-            values[f":{attr}"] = item[attr]
-            sets.append(f"{placeholder} = :{attr}")
-        else:
-            removes.append(placeholder)
-    expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
-    actions: list[dict[str, Any]] = [
-        {"ConditionCheck": {
-            "TableName": table_name,
-            "Key": {"pk": item["pk"], "sk": {"S": INVALIDATED_SK}},
-            "ConditionExpression": "attribute_not_exists(pk) OR #at < :created",
-            "ExpressionAttributeNames": {"#at": "at"},
-            "ExpressionAttributeValues": {":created": item["created"]},
-        }},
-        {"Update": {
-            "TableName": table_name,
-            "Key": entry.key,
-            "UpdateExpression": expression,
-            "ConditionExpression": TOOL_ENTRY_CONDITION,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }},
-    ]
-    record = owner_record(entry)
-    if record is not None and entry.session_id is not None:
-        actions.append({"ConditionCheck": {
-            "TableName": table_name,
-            "Key": {"pk": {"S": session_pk(entry.session_id)}, "sk": {"S": META_SK}},
-            "ConditionExpression": "attribute_not_exists(purged)",
-        }})
-        actions.append({"Put": {"TableName": table_name, "Item": record}})
-    try:
-        await db.call("transact_write_items", TransactItems=actions)
-    except ConditionFailedError:
-        return False
-    return True

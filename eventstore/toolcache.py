@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import logging
@@ -43,6 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .cache_commit import PENDING, batch_write, write_tool_entries
 from .client import DynamoClient, wrap_client
 from .errors import ConditionFailedError, ConvlogError, InvalidInputError
 from .keys import INVALIDATED_SK, args_sk, tool_pk, validate_scope, validate_tool_name
@@ -52,8 +52,6 @@ from .tool_entries import (
     ToolCacheEntry,
     arguments_hash,
     decode_tool_entry,
-    encode_tool_entry,
-    owner_record,
     tool_output_fits,
 )
 
@@ -120,9 +118,9 @@ class ToolCache:
         key = self._key(tool_name, arguments)
         now = self.clock()
         condition = ("attribute_exists(pk) AND attribute_exists(#o) "
-                     "AND (attribute_not_exists(#t) OR #t > :now)")
+                     "AND attribute_not_exists(#p) AND (attribute_not_exists(#t) OR #t > :now)")
         values: dict[str, Any] = {":one": {"N": "1"}, ":now": {"N": str(int(now))}}
-        names = {"#t": "ttl", "#h": "hits", "#o": "output"}
+        names = {"#t": "ttl", "#h": "hits", "#o": "output", "#p": PENDING}
         if max_age_seconds is not None:
             condition += " AND #c >= :oldest"
             values[":oldest"] = {"S": _iso(now - max_age_seconds)}
@@ -158,7 +156,9 @@ class ToolCache:
 
         The entry's owner is ``session_id`` / ``user_id``, else the session of the
         current run (``eventstore.ownership``); an owned entry is also recorded in the
-        session's partition (a second ``PutItem``), where erasure finds it.
+        session's partition, where erasure finds it. The write is staged, checked and
+        committed like the projector's (``eventstore.cache_commit``): 3 requests, 4 with
+        an owner.
 
         Args:
             tool_name: The tool's name (no ``/``).
@@ -196,17 +196,9 @@ class ToolCache:
             scope=self.scope,
             user_id=user_id,
         )
-        record = owner_record(entry)
-        if record is not None:  # first the record, so erasure can never miss the entry
-            await self.db.call("put_item", TableName=self.table_name, Item=record)
-        # invalidated (or replaced) after this result was produced: nothing to store
-        with contextlib.suppress(ConditionFailedError):
-            await self.db.call(
-                "put_item", TableName=self.table_name, Item=encode_tool_entry(entry),
-                ConditionExpression="attribute_not_exists(pk) OR #c <= :created",
-                ExpressionAttributeNames={"#c": "created"},
-                ExpressionAttributeValues={":created": {"S": entry.created}},
-            )
+        # staged with its owner record, checked, committed (no transaction): a later
+        # invalidation, a newer result or a purge of the owner leaves nothing to serve
+        await write_tool_entries(self.db, self.table_name, [entry], batch_reads=False)
         return entry
 
     async def invalidate(self, tool_name: str, arguments: Arguments | None = None) -> int:
@@ -248,19 +240,9 @@ class ToolCache:
             keys.append({"pk": row["pk"], "sk": row["sk"]})
             live += "output" in row
         for i in range(0, len(keys), 25):
-            await self._delete_batch(keys[i : i + 25])
+            await batch_write(self.db, self.table_name,
+                              [{"DeleteRequest": {"Key": k}} for k in keys[i : i + 25]])
         return live
-
-    async def _delete_batch(self, keys: list[dict[str, Any]]) -> None:
-        requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]
-        for _ in range(8):
-            response = await self.db.call(
-                "batch_write_item", RequestItems={self.table_name: requests}
-            )
-            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
-            if not requests:
-                return
-        raise ConvlogError(f"{len(requests)} tool cache deletes stayed unprocessed")
 
     def _key(self, tool_name: str, arguments: Arguments) -> dict[str, Any]:
         validate_tool_name(tool_name, self.scope)

@@ -12,8 +12,10 @@ writes that make a projection idempotent:
   writes its payload -- to S3, or to parts addressed by its digest -- and then the one
   conditional put that makes it visible; no transaction); a redelivered or replayed
   batch finds ``seq`` already there and changes nothing;
-* a tool-cache entry is written guarded by ``created < :created`` (the newest result
-  wins, a replay changes nothing, the hit counter survives), see ``tool_entries``;
+* a tool-cache entry is staged guarded by ``created < :created`` (the newest result
+  wins, a replay changes nothing, the hit counter survives), checked against the tool's
+  invalidation mark and the session's purge tombstone, then committed -- no
+  transaction, see ``cache_commit``;
 * ``convlog purge`` leaves a content-free tombstone at ``META`` and ``SNAPSHOT``
   (``purged`` = the last seq erased, ``seq`` = the largest possible, ``ttl`` = 25 h):
   no conditional view write can pass it, so no later delivery of the stream re-creates
@@ -60,14 +62,13 @@ from .tool_entries import (  # re-exported: the view codecs in one place
     decode_tool_entry,
     encode_tool_entry,
     tool_output_fits,
-    write_tool_entry,
 )
 
 __all__ = [
     "MAX_TOOL_OUTPUT_BYTES", "SessionMeta", "ToolCacheEntry", "ViewState", "arguments_hash",
     "canonical_arguments", "decode_meta", "decode_tool_entry", "encode_meta",
     "encode_tool_entry", "purge_tombstones", "read_views", "tool_output_fits",
-    "write_session_views", "write_tool_entry",
+    "write_session_views",
 ]
 
 if TYPE_CHECKING:

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from eventstore.cache_commit import write_tool_entries
 from eventstore.client import DynamoClient
 from eventstore.errors import CorruptEventError
 from eventstore.history import branch_base
@@ -48,7 +49,7 @@ from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
 from eventstore.viewbatch import read_views_batch
-from eventstore.views import ViewState, write_session_views, write_tool_entry
+from eventstore.views import ViewState, write_session_views
 from projections import EventRecord, classify, project_session, record_location
 
 T = TypeVar("T")
@@ -228,9 +229,7 @@ class ProjectionBatch:
                 self.db, self.table_name, session_id, result.snapshot, result.meta,
                 ttl=result.ttl, stale_part_keys=state.part_keys, payloads=self.payloads,
             )
-        for entry in result.tool_entries:
-            async with limit:
-                await write_tool_entry(self.db, self.table_name, entry)
+        await write_tool_entries(self.db, self.table_name, result.tool_entries, limit=limit)
         return result.applied
 
     async def _read_range(self, session_id: str, base: int, top: int) -> list[StoredEvent]:

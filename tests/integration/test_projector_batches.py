@@ -57,9 +57,11 @@ async def test_batch_of_100_over_3_sessions_writes_each_view_once(
     assert pump.drain() == 100
     assert pump.stats.batches == 1
     # one BatchGetItem (the views of all 3 sessions), one PutItem each for snapshot and
-    # meta per session, plus one transaction per tool-cache entry (the entry, its owner
-    # record, the checks that no invalidation or purge is in its way): nothing else
-    assert counter.counts == {"BatchGetItem": 1, "PutItem": 6, "TransactWriteItems": tools}
+    # meta per session; the tool-cache entries, without a transaction: per session one
+    # BatchGetItem (the tool's mark, the session's purge tombstone), per entry a PutItem
+    # (its owner record), a staging and a committing UpdateItem
+    assert counter.counts == {"BatchGetItem": 1 + 3, "PutItem": 6 + tools,
+                              "UpdateItem": 2 * tools}
     views = view_items(boto3_client, table)
     session_views = [i["sk"]["S"] for i in views if i["pk"]["S"].startswith("SESSION#")]
     assert sorted(sk for sk in session_views if not sk.startswith("CACHE#")) == [

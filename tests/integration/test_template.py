@@ -238,7 +238,7 @@ def test_role_is_least_privilege(stack: Stack, template: dict[str, Any]) -> None
         "PolicyDocument"]["Statement"]
     by_sid = {s["Sid"]: s for s in statements}
     assert sorted(by_sid["ReadEventsWriteViews"]["Action"]) == [
-        "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
     assert by_sid["ReadEventsWriteViews"]["Resource"] == {"Fn::GetAtt": ["EventsTable", "Arn"]}
     wildcard = [s["Sid"] for s in statements if s["Resource"] == "*"]
