@@ -16,8 +16,8 @@ metadata. One digest costs one ``ListObjectsV2``, one KMS ``Sign`` and one ``Put
 (whatever the number of sessions), plus one ``Scan`` of the table for the heads.
 
 ``DigestStore.load`` reads every digest back, checks each signature with KMS ``Verify``
-and each chain link, and returns the anchored heads per session; ``convlog verify``
-checks the log against them (``convlog.audit``).
+and each chain link, and returns the anchored heads (and signed purges) per session;
+``convlog verify`` checks the log against them (``convlog.audit``).
 
 Example:
     ```python
@@ -40,6 +40,8 @@ from eventstore.errors import ConvlogError
 from eventstore.events import canonical_json, now_iso
 from eventstore.keys import EVENT_PREFIX, SESSION_PREFIX, is_part_sk
 from eventstore.log import EventLog
+
+from .purge_record import PurgeRecord
 
 DIGEST_PREFIX = "convlog-digests"
 DIGEST_VERSION = 1
@@ -81,21 +83,28 @@ class AnchoredHead:
 
 @dataclass(frozen=True)
 class Digest:
-    """One signed digest: its number, the previous digest's sha256 and the heads."""
+    """One signed digest: its number, the previous digest's sha256, the heads, the purges.
+
+    A purge's digest (``convlog.purge_record``) holds purge records and no heads.
+    """
 
     number: int
     table: str
     created: str
     previous: str | None
     heads: tuple[AnchoredHead, ...]
+    purges: tuple[PurgeRecord, ...] = ()
 
     def body(self) -> bytes:
         """The canonical JSON that is hashed, signed and stored."""
-        return canonical_json({
+        body: dict[str, Any] = {
             "v": DIGEST_VERSION, "number": self.number, "table": self.table,
             "created": self.created, "previous": self.previous,
             "heads": [h.to_json() for h in self.heads],
-        }).encode("utf-8")
+        }
+        if self.purges:  # absent from anchor digests: their bodies are as before
+            body["purges"] = [p.to_json() for p in self.purges]
+        return canonical_json(body).encode("utf-8")
 
     @property
     def sha256(self) -> str:
@@ -119,8 +128,9 @@ class Digest:
                              None if h["ttl"] is None else int(h["ttl"]), number)
                 for h in data["heads"]
             )
+            purges = tuple(PurgeRecord.parse(p, number) for p in data.get("purges", []))
             return cls(number, str(data["table"]), str(data["created"]),
-                       data["previous"], heads)
+                       data["previous"], heads, purges)
         except (ValueError, KeyError, TypeError) as exc:
             raise AnchorError(f"a stored digest is not valid: {exc!r}") from exc
 
@@ -136,6 +146,7 @@ class Anchors:
     digests: int = 0
     latest: Digest | None = None
     heads: dict[str, list[AnchoredHead]] = field(default_factory=dict)
+    purges: dict[str, list[PurgeRecord]] = field(default_factory=dict)
     problem: str | None = None
 
 
@@ -187,13 +198,15 @@ class DigestStore:
             "+00:00", "Z"))
 
     def write(
-        self, heads: list[AnchoredHead], *, link: Link | None, created: str | None = None
+        self, heads: list[AnchoredHead], *, link: Link | None, created: str | None = None,
+        purges: list[PurgeRecord] | None = None,
     ) -> Digest:
         """Sign and store the digest after ``link`` (the newest one) with ``heads``."""
         digest = Digest(
             number=(link.number + 1) if link else 1, table=self.table,
             created=created or now_iso(), previous=link.sha256 if link else None,
             heads=tuple(sorted(heads, key=lambda h: h.session_id)),
+            purges=tuple(purges or ()),
         )
         body = digest.body()
         signed = self._call("kms:Sign", lambda: self.kms.sign(
@@ -210,10 +223,16 @@ class DigestStore:
 
     def read(self, link: Link) -> Digest:
         """The body of the digest ``link`` names (one ``GetObject``; not checked here)."""
+        return self.read_dated(link)[0]
+
+    def read_dated(self, link: Link) -> tuple[Digest, str]:
+        """The digest ``link`` names and its S3 ``LastModified`` (one ``GetObject``)."""
         key = f"{self.prefix}{MAX_NUMBER - link.number:012d}-{link.sha256}.json"
         obj = self._call("s3:GetObject", lambda: self.s3.get_object(
             Bucket=self.bucket, Key=key))
-        return Digest.parse(obj["Body"].read())
+        modified = obj["LastModified"].astimezone(UTC)
+        return Digest.parse(obj["Body"].read()), modified.isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
 
     def load(self) -> Anchors:
         """Read, check and index every digest (signature, body hash, chain, numbering)."""
@@ -235,6 +254,8 @@ class DigestStore:
             anchors.digests += 1
             for head in digest.heads:
                 anchors.heads.setdefault(head.session_id, []).append(head)
+            for purge in digest.purges:
+                anchors.purges.setdefault(purge.session_id, []).append(purge)
             expected, previous_link = number - 1, digest.previous
         if expected not in (None, 0):
             anchors.problem = f"digests 1..{expected} are missing from the bucket"
@@ -336,15 +357,22 @@ async def write_digest(log: EventLog, store: DigestStore) -> Digest:
     "Since" is the newest digest's S3 ``LastModified`` (the bucket's clock, not a
     writer's), moved back ``SKEW_SECONDS``; heads the newest digest already holds are
     left out. A digest is written even when nothing changed: it proves the anchor ran.
-    Requests: one ``ListObjectsV2``, one ``GetObject`` (the newest digest), the ``Scan``
-    pages, one KMS ``Sign``, one ``PutObject``.
+    Purge digests (``convlog.purge_record``) do not count as runs: "since" and the known
+    heads come from the newest anchor digest before them. Requests: one
+    ``ListObjectsV2``, one ``GetObject`` (the newest digest, plus one per purge digest
+    after the last run), the ``Scan`` pages, one KMS ``Sign``, one ``PutObject``.
     """
     link = store.latest_link()
     created = now_iso()
-    heads = await changed_heads(log, link.modified if link else None)
+    since: str | None = None
+    known: set[AnchoredHead] = set()
     if link is not None:
-        known = set(store.read(link).heads)
-        heads = [h for h in heads if h not in known]
+        digest, since = store.read(link), link.modified
+        while digest.purges and not digest.heads and digest.previous is not None:
+            digest, since = store.read_dated(Link(digest.number - 1, digest.previous, ""))
+        since = None if digest.purges and not digest.heads else since  # only purges
+        known = set(digest.heads)
+    heads = [h for h in await changed_heads(log, since) if h not in known]
     return store.write(heads, link=link, created=created)
 
 

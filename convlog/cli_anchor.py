@@ -8,6 +8,7 @@ prints the exports; ``template.yaml`` creates them on AWS).
 Example:
     ```python
     store = digest_store(ctx)  # None when no bucket or key is configured
+    signer = purge_signer(ctx)  # signs convlog purge's records into the same digests
     ```
 """
 
@@ -20,6 +21,7 @@ from eventstore.log import EventLog
 
 from .anchor import DigestStore, create_anchor_resources, write_digest
 from .cli import EXIT_OK, CliContext, make_client, run_async
+from .purge_record import PurgeSigner, operator_identity
 
 BUCKET_ENV = "CONVLOG_DIGEST_BUCKET"
 KEY_ENV = "CONVLOG_SIGNING_KEY"
@@ -32,6 +34,14 @@ def digest_store(ctx: CliContext) -> DigestStore | None:
     if not (bucket and key):
         return None
     return DigestStore(ctx.client("s3"), ctx.client("kms"), bucket, key, ctx.table)
+
+
+def purge_signer(ctx: CliContext) -> PurgeSigner | None:
+    """What signs a purge's records into the digests (``None`` without a digest store)."""
+    store = digest_store(ctx)
+    if store is None:
+        return None
+    return PurgeSigner(store, by=operator_identity(ctx.client("sts")))
 
 
 def run_anchor(ctx: CliContext) -> int:

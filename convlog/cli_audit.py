@@ -37,6 +37,7 @@ from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, run_async
 from .cli_anchor import digest_store
 from .cli_format import render_items, render_table, summarize_event
 from .deep import check_views
+from .purge_record import describe_erased, describe_erased_content
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -122,6 +123,9 @@ def describe_report(report: VerifyReport) -> str:
     """One line per session: ``OK`` with the range checked, or ``BROKEN`` and why."""
     if report.problem is not None:
         return f"BROKEN  {report.session_id}: {report.problem.message}"
+    if report.events == 0 and report.erased_by is not None:
+        return (f"ERASED  {report.session_id}: {describe_erased(report.erased_by)}, "
+                "not tampering")
     if report.events == 0 and report.expired_prefix is None:
         return f"EMPTY   {report.session_id}: no events"
     text = (
@@ -133,6 +137,10 @@ def describe_report(report: VerifyReport) -> str:
         text += f"; seq {low}..{high} expired (TTL), not tampering"
     if report.anchored:
         text += f"; anchored at seq {report.anchored[0]} (digest {report.anchored[1]})"
+    if report.erased_by is not None:
+        text += f"; {describe_erased(report.erased_by)}"
+    if report.erased_content:
+        text += f"; {describe_erased_content(report.erased_content)}"
     return text
 
 
@@ -153,17 +161,20 @@ def run_verify(ctx: CliContext) -> int:
         ctx.print(f"BROKEN  digests: {anchors.problem}")
         return EXIT_FAILED
     anchored = anchors.heads if anchors is not None else {}
+    purges = anchors.purges if anchors is not None else None  # signed purge records
 
     async def go() -> int:
         if ctx.args.all:
             ids = [s async for s in iter_session_ids(log)]
-            ids += sorted(set(anchored).difference(ids))
+            ids += sorted(set(anchored).union(purges or ()).difference(ids))
         else:
             ids = [validate_session_id(ctx.args.session_id)]
         broken = 0
         report = None
         for session_id in ids:
-            report = await verify_session(log, session_id, anchored=anchored.get(session_id, ()))
+            report = await verify_session(
+                log, session_id, anchored=anchored.get(session_id, ()),
+                purges=None if purges is None else purges.get(session_id, ()))
             line = describe_report(report)
             if ctx.args.deep and report.ok and report.events:
                 problems = await check_views(log, session_id)
@@ -177,7 +188,7 @@ def run_verify(ctx: CliContext) -> int:
         if ctx.args.all:
             ctx.print(f"{len(ids)} sessions checked, {broken} broken")
         elif report is not None and report.events == 0 and report.expired_prefix is None \
-                and report.ok:
+                and report.ok and report.erased_by is None:
             return EXIT_FAILED
         return EXIT_FAILED if broken else EXIT_OK
 

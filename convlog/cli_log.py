@@ -29,9 +29,11 @@ from eventstore.sessions_index import SessionPage, list_sessions
 
 from .audit import iter_session_ids
 from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
+from .cli_anchor import purge_signer
 from .cli_format import Progress, render_table, shorten
 from .erase_content import erase_user_content
 from .purge import execute_purge, plan_purge
+from .purge_record import PurgeSigner
 from .rebuild import rebuild_session
 from .sweep import delete_orphans, sweep_orphans
 
@@ -168,9 +170,12 @@ def run_purge(ctx: CliContext) -> int:
         if answer not in ("y", "yes"):
             ctx.print("nothing deleted")
             return EXIT_FAILED
+    signer = purge_signer(ctx)  # with digests: sign what is erased, before erasing it
     if shared and args.shared == "content":
+        _signed(ctx, signer, {sid: plan.heads[sid] for sid in shared}, args.user)
         erased = [run_async(erase_user_content(db, ctx.table, sid, args.user))
                   for sid in sorted(shared)]
+        _signed(ctx, signer, {e.session_id: e.through for e in erased}, args.user)
         ctx.print(f"erased the content of {args.user!r} in {len(erased)} sessions "
                   f"({sum(e.events for e in erased)} events, "
                   f"{sum(e.cache_entries for e in erased)} tool-cache entries); other "
@@ -185,9 +190,11 @@ def run_purge(ctx: CliContext) -> int:
     payloads = ctx.payloads()
     objects = (run_async(_count_objects(payloads, plan.sessions))
                if payloads is not None else 0)
+    _signed(ctx, signer, plan.heads)
     deleted = run_async(execute_purge(
         db, ctx.table, plan, on_batch=bar.advance if bar else None, payloads=payloads,
     ))
+    _signed(ctx, signer, plan.heads)  # sessions a racing writer made it erase further
     if bar:
         bar.close()
     ctx.print(f"deleted {deleted} items of {len(plan.sessions)} sessions ({summary}); "
@@ -203,6 +210,15 @@ def run_purge(ctx: CliContext) -> int:
     if len(plan.keys) > LIST_KEYS:
         ctx.print(f"  ... and {len(plan.keys) - LIST_KEYS} more")
     return EXIT_OK
+
+
+def _signed(
+    ctx: CliContext, signer: PurgeSigner | None, heads: dict[str, int], user: str | None = None
+) -> None:
+    digest = signer.sign(heads, user_id=user) if signer is not None else None
+    if digest is not None:
+        ctx.print(f"signed purge record: digest {digest.number} ({len(digest.purges)} "
+                  f"session(s), {'content of one user' if user else 'whole sessions'})")
 
 
 async def _count_objects(payloads: PayloadStore, sessions: list[str]) -> int:

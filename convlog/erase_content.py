@@ -63,6 +63,8 @@ class ContentErasure:
     session_id: str
     events: int
     cache_entries: int
+    through: int = 0
+    """The last seq of the user's events erased (what a signed record must cover)."""
 
 
 async def erase_user_content(
@@ -111,7 +113,8 @@ async def erase_user_content(
         await write_batch(db, table, parts[start : start + 25])
     stale = [i["sk"]["S"] for i in items if i["sk"]["S"].startswith(SNAPSHOT_SK)]
     await _rewrite_views(db, table, session_id, stale)
-    return ContentErasure(session_id, len(heads), entries)
+    return ContentErasure(session_id, len(heads), entries,
+                          max((seq_of(h["sk"]["S"]) for h in heads), default=0))
 
 
 async def _erase_event(

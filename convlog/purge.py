@@ -309,6 +309,9 @@ async def execute_purge(
     With ``payloads``, the sessions' objects in the payload bucket (large events and
     snapshots) are deleted first, so no copy of a purged payload stays in S3.
 
+    ``plan.heads`` ends holding the last seq erased per session, which a writer racing
+    the purge may have moved past the planned head (``convlog.purge_record`` signs it).
+
     Raises:
         StorageError: Items stayed unprocessed after ``MAX_BATCH_ATTEMPTS`` tries, or
             writers kept adding to a session for ``MAX_ROUNDS`` rounds.
@@ -325,6 +328,7 @@ async def execute_purge(
     for sid, pending in todo.items():
         pending.through = plan.heads.get(sid, 0)
     for _ in range(MAX_ROUNDS):
+        plan.heads.update({sid: pending.through for sid, pending in todo.items()})
         if not todo:
             return deleted
         for pending in todo.values():

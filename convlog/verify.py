@@ -14,7 +14,11 @@ Given the heads the signed digests anchored (``convlog.anchor``), it also names 
 the table alone cannot prove: a tail cut after an anchored head (truncated), an
 anchored event deleted while its anchored ``ttl`` was still in the future (deleted), and
 an anchored event whose hash differs (rewritten: the chain was recomputed, or cut and
-appended again).
+appended again). Given the signed purge records too (``convlog.purge_record``; pass
+``purges``, even empty, whenever digests are in use), an anchored head a signed purge
+erased is reported as erased by that purge, not deleted, and an event whose content
+was erased without a signed content erasure of its user is a problem (erased): only the
+table's tombstones are no proof, a table writer can forge those.
 
 Example:
     ```python
@@ -27,55 +31,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from eventstore.errors import CorruptEventError, PayloadStoreRequiredError
-from eventstore.events import GENESIS_HASH, chain_hash, payload_data, payload_digest
-from eventstore.keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, seq_of, session_pk
+from eventstore.keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, session_pk
 from eventstore.log import EventLog
 from eventstore.records import AttrMap, StoredEvent, decode_event, object_ref
+
+from .chain_walk import ChainWalk, Problem, ProblemKind, VerifyReport
+from .purge_record import PurgeRecord
+
+__all__ = [
+    "ChainWalk", "Problem", "ProblemKind", "SessionVerifier", "VerifyReport", "verify_items",
+    "verify_session",
+]
 
 if TYPE_CHECKING:
     from .anchor import AnchoredHead
 
 VERIFY_PAGE = 500  # items per Query page while verifying
-
-ProblemKind = Literal[
-    "changed", "missing", "reordered", "corrupt", "truncated", "deleted", "rewritten"
-]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """The first broken link found by ``verify_session``."""
-
-    seq: int
-    kind: ProblemKind
-    message: str
-
-
-@dataclass
-class VerifyReport:
-    """What ``verify_session`` found."""
-
-    session_id: str
-    events: int = 0
-    first_seq: int | None = None
-    last_seq: int | None = None
-    expired_prefix: tuple[int, int] | None = None
-    """Seqs ``(first, last)`` of the leading events that expired (TTL), if any."""
-    purged_through: int | None = None
-    """The last seq erased by ``convlog purge``, when its tombstone is present."""
-    problem: Problem | None = None
-    anchored: tuple[int, int] | None = None
-    """``(seq, digest number)`` of the newest anchored head the log matched, if any."""
-
-    @property
-    def ok(self) -> bool:
-        """Whether the chain is intact."""
-        return self.problem is None
 
 
 async def verify_session(
@@ -84,6 +59,7 @@ async def verify_session(
     *,
     now: float | None = None,
     anchored: Sequence[AnchoredHead] = (),
+    purges: Sequence[PurgeRecord] | None = None,
 ) -> VerifyReport:
     """Walk the chain of a session as the ``Query`` streams it; stop at the first problem.
 
@@ -92,12 +68,14 @@ async def verify_session(
         session_id: The session.
         now: Clock for TTL (epoch seconds); defaults to the current time.
         anchored: The heads of this session the signed digests hold.
+        purges: The signed purge records of this session (``None``: no digests in use,
+            so erased content is not checked against them).
 
     Returns:
         The report; ``report.ok`` is false and ``report.problem`` names the seq when a
         changed, missing, reordered, truncated, deleted or rewritten event is found.
     """
-    verifier = SessionVerifier(session_id, now=now, anchored=anchored)
+    verifier = SessionVerifier(session_id, now=now, anchored=anchored, purges=purges)
     first: AttrMap | None = None
     async for item in log.db.items(
         "query",
@@ -149,9 +127,10 @@ def verify_items(
     *,
     now: float | None = None,
     anchored: Sequence[AnchoredHead] = (),
+    purges: Sequence[PurgeRecord] | None = None,
 ) -> VerifyReport:
     """Verify the raw items of one session partition (pure; sorted here by key)."""
-    verifier = SessionVerifier(session_id, now=now, anchored=anchored)
+    verifier = SessionVerifier(session_id, now=now, anchored=anchored, purges=purges)
     for item in sorted(items, key=lambda i: str(i["sk"]["S"])):
         if not verifier.feed(item):
             break
@@ -174,10 +153,15 @@ class SessionVerifier:
     def __init__(
         self, session_id: str, *, now: float | None = None,
         anchored: Sequence[AnchoredHead] = (),
+        purges: Sequence[PurgeRecord] | None = None,
     ) -> None:
         self.now = time.time() if now is None else now
+        self.purges = None if purges is None else tuple(purges)
+        whole = [p for p in self.purges or () if p.mode == "session"]
+        self.erasure = max(whole, key=lambda p: (p.through, p.digest)) if whole else None
+        self.content: dict[int, PurgeRecord] = {}  # seq -> the signed erasure covering it
         self.report = VerifyReport(session_id)
-        self.walk = _ChainWalk(self.report, self.now)
+        self.walk = ChainWalk(self.report, self.now)
         self.anchored: dict[int, list[AnchoredHead]] = {}  # seq -> heads anchored there
         for head in anchored:
             self.anchored.setdefault(head.seq, []).append(head)
@@ -217,7 +201,8 @@ class SessionVerifier:
         if not self._flush() or report.problem is not None:
             return report
         start = self.walk.unproven_start
-        if start is not None and (report.purged_through or 0) + 1 < start:
+        signed = self.erasure.through if self.erasure else 0
+        if start is not None and max(report.purged_through or 0, signed) + 1 < start:
             what = "seq 1" if start == 2 else f"seq 1..{start - 1}"
             report.problem = Problem(1, "missing",
                                      f"{what} missing: the log starts at seq {start}")
@@ -235,6 +220,10 @@ class SessionVerifier:
             )
             return report
         report.problem = self._anchor_problem()
+        if report.problem is None and self.erasure is not None and (
+                report.first_seq is None or report.first_seq > 1):
+            report.erased_by = self.erasure  # the events it erased are gone, as signed
+        report.erased_content = dict(self.content)
         return report
 
     def _flush(self) -> bool:
@@ -248,7 +237,22 @@ class SessionVerifier:
         prev = self.walk.prev
         if prev is not None and prev.event.seq in self.anchored:
             self.found[prev.event.seq] = prev.hash
+        if prev is not None and prev.erased and self.purges is not None:
+            return self._check_erased(prev)
         return True
+
+    def _check_erased(self, stored: StoredEvent) -> bool:
+        """An erased event needs a signed content erasure of its user (digests in use)."""
+        seq = stored.event.seq
+        for record in self.purges or ():
+            if record.covers_content_of(stored.event.user_id, seq):
+                self.content[seq] = record
+                return True
+        self.report.problem = Problem(
+            seq, "erased",
+            f"seq {seq}: its content was erased without a signed purge record (a table "
+            "writer removed it; a convlog purge signs what it erases)")
+        return False
 
     def _anchor_problem(self) -> Problem | None:
         report = self.report
@@ -276,6 +280,8 @@ class SessionVerifier:
             )
         if head.ttl is not None and head.ttl <= self.now:
             return None  # expired by the anchored ttl: DynamoDB may have deleted it
+        if self.erasure is not None and head.seq <= self.erasure.through:
+            return None  # erased by a signed purge
         last = report.last_seq or 0
         if head.seq > last:
             return Problem(
@@ -292,92 +298,3 @@ class SessionVerifier:
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
-class _ChainWalk:
-    """State of the oldest-first walk in ``verify_session``."""
-
-    def __init__(self, report: VerifyReport, now: float) -> None:
-        self.report = report
-        self.now = now
-        self.prev: StoredEvent | None = None
-        self.in_expired_prefix = True
-        # the first event's seq when the log starts after 1 without expired events: a
-        # purge tombstone (it sorts after the events) may still prove the prefix erased
-        self.unproven_start: int | None = None
-
-    def fail(self, seq: int, kind: ProblemKind, message: str) -> bool:
-        self.report.problem = Problem(seq, kind, message)
-        return False
-
-    def step(
-        self, head: AttrMap, parts: list[AttrMap], payload: bytes | Exception | None = None
-    ) -> bool:
-        report, sk_seq = self.report, seq_of(head["sk"]["S"])
-        try:
-            if isinstance(payload, Exception):
-                raise payload
-            stored = decode_event(head, parts, raw=payload)
-        except (CorruptEventError, PayloadStoreRequiredError) as exc:
-            return self.fail(sk_seq, "corrupt", f"seq {sk_seq} cannot be decoded: {exc}")
-        event = stored.event
-        if event.seq != sk_seq:
-            return self.fail(
-                sk_seq, "reordered",
-                f"seq {sk_seq}: the item holds the event of seq {event.seq} (events moved)",
-            )
-        expected = self.prev.event.seq + 1 if self.prev else 1
-        expired = stored.ttl is not None and stored.ttl <= self.now
-        if event.seq != expected and self.prev is None and stored.ttl is None:
-            self.unproven_start = event.seq  # purged before it, or missing: see finish()
-        elif event.seq != expected:
-            gap = (expected, event.seq - 1)
-            if not (self.in_expired_prefix and stored.ttl is not None):
-                what = f"seq {gap[0]}" if gap[0] == gap[1] else f"seq {gap[0]}..{gap[1]}"
-                return self.fail(
-                    expected, "missing", f"{what} missing: the log jumps to seq {event.seq}"
-                )
-            low = report.expired_prefix[0] if report.expired_prefix else 1
-            report.expired_prefix = (low, event.seq - 1)
-        elif self.prev is not None and stored.prev_hash != self.prev.hash:
-            return self.fail(
-                event.seq, "reordered",
-                f"seq {event.seq} does not link to seq {self.prev.event.seq} (prev_hash "
-                "differs: an event was replaced, reordered or rewritten with a new hash)",
-            )
-        elif self.prev is None and stored.prev_hash != GENESIS_HASH:
-            return self.fail(1, "reordered", "seq 1 does not start from the genesis hash")
-        if self.prev is not None and event.v < self.prev.event.v:
-            return self.fail(
-                event.seq, "changed",
-                f"seq {event.seq} was rewritten: hash schema {event.v} after schema "
-                f"{self.prev.event.v}",
-            )
-        if (
-            stored.payload_sha256 is not None
-            and not stored.erased  # erased content: only its stored digest is left
-            and payload_digest(payload_data(event)) != stored.payload_sha256
-        ):
-            return self.fail(
-                event.seq, "changed",
-                f"seq {event.seq} was changed: its content does not match its hash",
-            )
-        if chain_hash(stored.prev_hash, event, stored.ttl,
-                      payload_sha256=stored.payload_sha256) != stored.hash:
-            return self.fail(
-                event.seq, "changed",
-                f"seq {event.seq} was changed: its content"
-                f"{', ttl' if event.v >= 2 else ''} does not match its hash",
-            )
-        if expired and self.in_expired_prefix:
-            low = report.expired_prefix[0] if report.expired_prefix else event.seq
-            report.expired_prefix = (low, event.seq)
-        elif not expired:
-            self.in_expired_prefix = False
-        report.events += 1
-        report.first_seq = report.first_seq or event.seq
-        report.last_seq = event.seq
-        self.prev = stored
-        return True
-
-

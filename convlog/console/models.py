@@ -25,7 +25,8 @@ TimelineKind = Literal[
     "branch_created", "branch_deleted", "missing", "corrupt",
 ]
 ProblemKind = Literal[
-    "changed", "missing", "reordered", "corrupt", "truncated", "deleted", "rewritten"
+    "changed", "missing", "reordered", "corrupt", "truncated", "deleted", "rewritten",
+    "erased",
 ]  # convlog.verify.ProblemKind
 JsonItem = dict[str, Any]
 
