@@ -37,6 +37,7 @@ from eventstore.errors import (
 )
 from eventstore.sessions_index import MAX_LIMIT
 
+from ..purge_record import PurgeSigner
 from .models import (
     ConfirmedSessionPurge,
     ConsoleInfo,
@@ -79,6 +80,7 @@ READ = _errors(400, 403, 404, 409, 503)
 def create_app(
     client: Any, table: str, *, admin: bool = False, tenant: str | None = None,
     s3_client: Any = None, bucket_name: str | None = None,
+    signer: PurgeSigner | None = None,
 ) -> FastAPI:
     """Build the console app for one table.
 
@@ -89,9 +91,11 @@ def create_app(
         tenant: Serve only user and session ids that start with ``<tenant>/``.
         s3_client: A boto3 S3 client for payloads offloaded to the payload bucket.
         bucket_name: The payload bucket (events and snapshots too large for an item).
+        signer: Signs what a purge erases into the anchor digests (with digests in use,
+            an unsigned purge reads as tampering to ``convlog verify``).
     """
     service = ConsoleService(client, table, tenant=tenant, s3_client=s3_client,
-                             bucket_name=bucket_name)
+                             bucket_name=bucket_name, signer=signer)
     app = FastAPI(
         title="convlog audit console",
         version="1.0",
@@ -182,7 +186,8 @@ def create_app(
         require_admin()
         target: PurgeTarget = (
             SessionTarget(session_id=request.session_id)
-            if isinstance(request, ConfirmedSessionPurge) else UserTarget(user_id=request.user_id)
+            if isinstance(request, ConfirmedSessionPurge)
+            else UserTarget(user_id=request.user_id, shared=request.shared)
         )
         return await service.purge(target, request.confirm)
 

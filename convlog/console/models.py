@@ -171,10 +171,18 @@ class SessionTarget(_Model):
     session_id: str = Field(min_length=1, max_length=1024, pattern=r"\S")
 
 
+SharedChoice = Literal["session", "content"]
+
+
 class UserTarget(_Model):
     """Erase every session of one user."""
 
     user_id: str = Field(min_length=1, max_length=1024, pattern=r"\S")
+    shared: SharedChoice | None = Field(
+        default=None,
+        description="for sessions that hold other users' events too (the plan's `shared`): "
+        "`session` deletes them whole, `content` erases only this user's content and keeps "
+        "the chain verifiable; required when the plan lists any")
 
 
 PurgeTarget = SessionTarget | UserTarget
@@ -203,11 +211,19 @@ class PurgePlanOut(_Model):
     sessions: list[str]
     counts: dict[str, int]
     items: int
+    shared: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="sessions holding other users' events: session -> other user -> events")
     confirm: str = Field(description="send back with POST /api/admin/purge; changes with the plan")
 
 
 class PurgeDoneOut(_Model):
-    """What a purge deleted."""
+    """What a purge deleted (whole sessions) and erased (one user's content)."""
 
     sessions: list[str]
     deleted: int
+    erased_content: list[str] = Field(
+        default_factory=list, description="shared sessions where only the user's content went")
+    erased_events: int = 0
+    signed_digests: list[int] = Field(
+        default_factory=list, description="digests holding the signed purge records")

@@ -127,6 +127,15 @@ def lambda_app(environ: dict[str, str] | None = None) -> Any:
     admin = env.get("CONSOLE_ADMIN", "false").lower() == "true"
     tenant = env.get("CONSOLE_TENANT") or None
     bucket = env.get("PAYLOAD_BUCKET") or None
+    signer = None
+    digests, key = env.get("CONVLOG_DIGEST_BUCKET"), env.get("CONVLOG_SIGNING_KEY")
+    if admin and digests and key:  # the purge signs what it erases into the digests
+        from ..anchor import DigestStore
+        from ..purge_record import PurgeSigner, operator_identity
+
+        store = DigestStore(boto3.client("s3"), boto3.client("kms"), digests, key, table)
+        signer = PurgeSigner(store, by=operator_identity(boto3.client("sts")))
     app = create_app(boto3.client("dynamodb"), table, admin=admin, tenant=tenant,
-                     s3_client=boto3.client("s3") if bucket else None, bucket_name=bucket)
+                     s3_client=boto3.client("s3") if bucket else None, bucket_name=bucket,
+                     signer=signer)
     return Mangum(app, lifespan="off")

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -36,7 +37,9 @@ from eventstore.sessions_index import list_sessions
 from eventstore.views import arguments_hash, decode_tool_entry
 
 from ..audit import VerifyReport, export_line, replay, verify_session
+from ..erase_content import ContentErasure, erase_user_content
 from ..purge import PurgePlan, execute_purge, plan_purge
+from ..purge_record import PurgeSigner
 from .models import (
     ChainStatus,
     ItemChange,
@@ -53,6 +56,7 @@ from .models import (
     ToolEntriesOut,
     ToolEntryOut,
     UsageTotals,
+    UserTarget,
     VerifyOut,
 )
 
@@ -75,6 +79,8 @@ class ConsoleService:
         s3_client: A boto3 S3 client for payloads offloaded to S3 (with ``bucket_name``).
         bucket_name: The payload bucket; without it an event whose payload is in S3
             shows as unreadable ("no payload bucket") and a purge leaves its objects.
+        signer: Signs what a purge erases into the anchor digests
+            (``convlog.purge_record``; ``None``: no digests in use).
 
     Example:
         ```python
@@ -86,7 +92,9 @@ class ConsoleService:
     def __init__(
         self, client: Any, table: str, *, tenant: str | None = None,
         s3_client: Any = None, bucket_name: str | None = None,
+        signer: PurgeSigner | None = None,
     ) -> None:
+        self.signer = signer
         self.client = client
         self.db: DynamoClient = wrap_client(client)
         self.table = table
@@ -226,23 +234,65 @@ class ConsoleService:
         return ToolEntriesOut(session_id=sid, entries=found)
 
     async def purge_plan(self, target: PurgeTarget) -> PurgePlanOut:
-        """What ``purge`` would delete, and the token that confirms it."""
+        """What ``purge`` would delete, and the token that confirms it.
+
+        ``shared`` lists the sessions that also hold other users' events (a user's
+        purge only), with those users' event counts: the purge must then say whether
+        to delete them whole or erase only this user's content.
+        """
         plan = await self._plan(target)
         counts = plan.counts()
         return PurgePlanOut(sessions=plan.sessions, counts=dict(counts),
                             items=len(plan.keys) + len(plan.cache_refs),  # + owned entries
+                            shared={s: dict(o) for s, o in plan.shared().items()},
                             confirm=_token(plan.keys))
 
     async def purge(self, target: PurgeTarget, confirm: str) -> PurgeDoneOut:
-        """Delete what the confirmed plan holds; ``PlanChangedError`` if it changed."""
+        """Erase what the confirmed plan holds; ``PlanChangedError`` if it changed.
+
+        Shared sessions go whole (``shared="session"``) or lose only the user's content
+        (``shared="content"``, ``convlog.erase_content``); with a signer, what is erased
+        is signed into the digests first (``convlog.purge_record``).
+
+        Raises:
+            PlanChangedError: ``confirm`` is not the token of the current plan.
+            InvalidInputError: The plan has shared sessions and no ``shared`` choice.
+        """
         plan = await self._plan(target)
         if confirm != _token(plan.keys):
             raise PlanChangedError(
                 "the confirmation token does not match what would be deleted now: "
                 "ask for a new plan"
             )
-        deleted = await execute_purge(self.db, self.table, plan, payloads=self.payloads)
-        return PurgeDoneOut(sessions=plan.sessions, deleted=deleted)
+        shared, user = plan.shared(), plan.user_id
+        choice = target.shared if isinstance(target, UserTarget) else None
+        if shared and choice is None:
+            raise InvalidInputError(
+                f"{len(shared)} of these sessions hold other users' events: choose shared="
+                f"'session' (delete them whole) or 'content' (erase only {user!r}'s content)")
+        digests: list[int] = []
+        erased: list[ContentErasure] = []
+        if shared and choice == "content" and user is not None:
+            await self._sign(digests, {s: plan.heads[s] for s in shared}, user)
+            erased = [await erase_user_content(self.db, self.table, s, user)
+                      for s in sorted(shared)]
+            await self._sign(digests, {e.session_id: e.through for e in erased}, user)
+            plan = plan.without(set(shared))
+        deleted = 0
+        if not plan.empty:
+            await self._sign(digests, plan.heads)
+            deleted = await execute_purge(self.db, self.table, plan, payloads=self.payloads)
+            await self._sign(digests, plan.heads)  # what racing writers made it erase
+        return PurgeDoneOut(sessions=plan.sessions, deleted=deleted,
+                            erased_content=[e.session_id for e in erased],
+                            erased_events=sum(e.events for e in erased), signed_digests=digests)
+
+    async def _sign(self, digests: list[int], heads: dict[str, int],
+                    user: str | None = None) -> None:
+        if self.signer is not None:
+            signer = self.signer
+            digest = await asyncio.to_thread(lambda: signer.sign(heads, user_id=user))
+            digests += [digest.number] if digest is not None else []
 
     async def _plan(self, target: PurgeTarget) -> PurgePlan:
         if isinstance(target, SessionTarget):

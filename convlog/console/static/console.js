@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { user: null, cursor: null, session: null, timeline: null, timer: null };
+const state = { user: null, cursor: null, session: null, timeline: null, timer: null, purge: null };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -50,6 +50,7 @@ async function loadInfo() {
     const info = await api("info", {});
     const mode = info.read_only ? "read-only" : "admin";
     $("info").textContent = `table ${info.table} · ${mode}` + (info.tenant ? ` · tenant ${info.tenant}` : "");
+    $("purge").hidden = info.read_only;
   } catch (error) { showError(error); }
 }
 
@@ -185,6 +186,72 @@ async function setPosition(seq) {
   } catch (error) { showError(error); }
 }
 
+async function post(path, body) {
+  const response = await fetch(`api/${path}`, {
+    method: "POST", body: JSON.stringify(body),
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.detail || `${response.status} ${response.statusText}`);
+  return answer;
+}
+
+function purgeError(error) {
+  const box = $("purge-error");
+  box.textContent = error ? String(error.message || error) : "";
+  box.hidden = !error;
+}
+
+async function planPurge() {
+  purgeError(null);
+  $("purge-result").textContent = "";
+  const id = $("purge-id").value.trim();
+  const target = $("purge-kind").value === "user" ? { user_id: id } : { session_id: id };
+  try {
+    const plan = await post("admin/purge/plan", target);
+    state.purge = { target, plan };
+    const counts = Object.entries(plan.counts).map(([kind, n]) => `${n} ${kind}`).join(", ");
+    $("purge-summary").textContent = `${plan.items} items in ${plan.sessions.length} sessions (${counts}).`;
+    const list = $("purge-sessions");
+    list.replaceChildren();
+    for (const sid of plan.sessions) {
+      const others = plan.shared[sid];
+      const li = el("li", { "data-session": sid }, el("code", {}, sid));
+      if (others) {
+        const who = Object.entries(others).map(([user, n]) => `${user}: ${n} events`).join(", ");
+        li.append(el("span", { class: "change shared-note" }, `also holds other users' events — ${who}`));
+      }
+      list.append(li);
+    }
+    const shared = Object.keys(plan.shared).length > 0;
+    $("purge-shared").hidden = !shared;
+    for (const radio of document.querySelectorAll('input[name="shared"]')) radio.checked = false;
+    $("purge-plan").hidden = false;
+    $("purge-confirm").focus();
+  } catch (error) { $("purge-plan").hidden = true; purgeError(error); }
+}
+
+async function confirmPurge() {
+  purgeError(null);
+  const { target, plan } = state.purge;
+  const body = { ...target, confirm: plan.confirm };
+  if (Object.keys(plan.shared).length) {
+    const choice = document.querySelector('input[name="shared"]:checked');
+    if (!choice) { purgeError("Choose what happens to the sessions shared with other users."); return; }
+    body.shared = choice.value;
+  }
+  try {
+    const done = await post("admin/purge", body);
+    let text = `Deleted ${done.deleted} items of ${done.sessions.length} sessions.`;
+    if (done.erased_content.length) {
+      text += ` Erased the content of ${target.user_id} in ${done.erased_content.join(", ")} (${done.erased_events} events); other users' events and the hash chain are intact.`;
+    }
+    if (done.signed_digests.length) text += ` Signed purge record: digest ${done.signed_digests.join(", ")}.`;
+    $("purge-result").textContent = text;
+    $("purge-plan").hidden = true;
+  } catch (error) { purgeError(error); }
+}
+
 function init() {
   $("user-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -197,6 +264,8 @@ function init() {
     openSession($("session-input").value.trim());
   });
   $("more").addEventListener("click", () => loadSessions(true));
+  $("purge-form").addEventListener("submit", (e) => { e.preventDefault(); planPurge(); });
+  $("purge-confirm").addEventListener("click", confirmPurge);
   $("slider").addEventListener("input", () => {
     clearTimeout(state.timer);
     const seq = Number($("slider").value);
