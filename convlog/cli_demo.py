@@ -35,7 +35,7 @@ from .cli_audit import describe_report, render_replay
 from .cli_format import render_items, shorten
 from .cli_local import ProjectorPump, embedded_only, local_endpoint, projector_or_none
 from .cli_log import render_sessions
-from .demo import TOOL_NAME, DemoResult, run_conversation
+from .demo import TENANT, TOOL_NAME, DemoResult, run_conversation
 
 
 def _ignored_exports(ctx: CliContext) -> None:
@@ -78,7 +78,8 @@ def _converse(
 ) -> DemoResult:
     _section(ctx, "conversation (Runner.run with DynamoDBSession, "
              + (f"model {model})" if model else "scripted model, no API key)"))
-    wrap = _tool_cache_wrapper(client, ctx.table)
+    tenant = TENANT if embedded else f"{TENANT}-{uuid.uuid4().hex[:6]}"
+    wrap = _tool_cache_wrapper(client, ctx.table, tenant)
 
     def on_turn(session_id: str, text: str, output: str) -> None:
         ctx.print(f"[{session_id}] user : {shorten(text, 60)}")
@@ -87,27 +88,29 @@ def _converse(
     async def after_turn() -> None:
         pump.drain()
 
-    suffix = "" if embedded else "-" + uuid.uuid4().hex[:6]
     return run_async(
         run_conversation(client, ctx.table, model_name=model, wrap_tool=wrap,
-                         on_turn=on_turn, after_turn=after_turn, suffix=suffix)
+                         on_turn=on_turn, after_turn=after_turn, tenant=tenant)
     )
 
 
-def _tool_cache_wrapper(client: Any, table: str) -> Any:
+def _tool_cache_wrapper(client: Any, table: str, tenant: str) -> Any:
     from eventstore.toolcache import ToolCache, cached_tool
 
-    return cached_tool(ToolCache(client, table))
+    return cached_tool(ToolCache(client, table, scope=tenant))  # the tenant's scope only
 
 
 def _snapshot(client: Any, table: str, session_id: str) -> Snapshot | None:
     return run_async(read_views(wrap_client(client), table, session_id)).snapshot
 
 
-def _tool_entries(client: Any, table: str, tool_name: str) -> list[ToolCacheEntry]:
+def _tool_entries(
+    client: Any, table: str, tool_name: str, scope: str
+) -> list[ToolCacheEntry]:
     response = wrap_client(client).call_sync(
-        "query", TableName=table, KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": tool_pk(tool_name)}}, ConsistentRead=True,
+        "query", TableName=table, KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+        ExpressionAttributeValues={":pk": {"S": tool_pk(tool_name, scope)},
+                                   ":a": {"S": "ARGS#"}}, ConsistentRead=True,
     )
     return [decode_tool_entry(item) for item in response.get("Items", [])]
 
@@ -180,7 +183,7 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
                   f"{len(snapshot.entries)} items")
         ctx.print(render_items([e.item for e in snapshot.entries]))
 
-    _section(ctx, "tool cache")
+    _section(ctx, f"tool cache (scope {result.tenant}: the tenant of these sessions)")
     calls = sum(1 for s in now.events for i in getattr(s.event, "items", [])
                 if i.get("type") == "function_call")
     ran = result.tool_runs
@@ -188,8 +191,8 @@ def _report(ctx: CliContext, client: Any, result: DemoResult, *, projected: bool
     ctx.print(f"  the agent called {TOOL_NAME} {calls} times with the same arguments: "
               f"{_names(ran)} ran the function; {_names(served)} "
               f"{'was' if len(served) == 1 else 'were'} served from the cache")
-    for entry in _tool_entries(client, ctx.table, TOOL_NAME):
-        ctx.print(f"  TOOL#{entry.tool_name} / ARGS#{entry.arguments_hash[:16]}…: output "
+    for entry in _tool_entries(client, ctx.table, TOOL_NAME, result.tenant):
+        ctx.print(f"  {entry.key['pk']['S']} / ARGS#{entry.arguments_hash[:16]}…: output "
                   f"{shorten(_decoded(entry.output), 56)}")
         origin = "" if entry.call_id in result.tool_runs else ", a cache hit"
         ctx.print(f"    last written from session {entry.session_id} call {entry.call_id}"

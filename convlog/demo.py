@@ -2,12 +2,16 @@
 
 Three sessions, two users, a weather tool that the agent calls twice with the same
 arguments, usage stored after every run, and a branch of the main session from turn 2.
+Every id is tenant-scoped (``travel/...``, the layout the README recommends): the
+projector writes the tool results of ``travel/`` sessions into the ``travel`` cache scope
+only, and the demo's ``ToolCache`` reads that scope, so another app on the same table
+never serves it a result (nor it to them).
 By default the model is the SDK's ``agents.testing.ScriptedModel`` (no API key, no
 network); ``model_name`` switches to a real OpenAI model.
 
 Example:
     ```python
-    result = await run_conversation(boto3_client, "agent_sessions")
+    result = await run_conversation(boto3_client, "agent_sessions", tenant="travel")
     print(result.tool_executions, result.checkpoint_seq)
     ```
 """
@@ -27,6 +31,8 @@ from eventstore.session import DynamoDBSession
 ToolWrapper = Callable[[Any], Any]
 TurnCallback = Callable[[str, str, str], None]
 
+TENANT = "travel"
+"""The demo's tenant: the prefix of every session and user id, and its cache scope."""
 USER = "alice"
 MAIN_SESSION = "alice-trip-paris"
 OLDER_SESSION = "alice-museums"
@@ -81,8 +87,10 @@ class DemoResult:
     """The tool call ids for which the function ran, in order."""
     checkpoint_seq: int = 0
     checkpoint_items: list[Any] = field(default_factory=list)
-    main_session: str = MAIN_SESSION
-    user: str = USER
+    main_session: str = f"{TENANT}/{MAIN_SESSION}"
+    user: str = f"{TENANT}/{USER}"
+    tenant: str = TENANT
+    """The tenant (and tool-cache scope) of every id."""
     sessions: list[str] = field(default_factory=list)
     """Every session the demo wrote to."""
     branch: str = BRANCH
@@ -113,7 +121,7 @@ async def run_conversation(
     wrap_tool: ToolWrapper | None = None,
     on_turn: TurnCallback | None = None,
     after_turn: Callable[[], Awaitable[None]] | None = None,
-    suffix: str = "",
+    tenant: str = TENANT,
 ) -> DemoResult:
     """Run the demo conversation through ``Runner.run`` with ``DynamoDBSession``.
 
@@ -124,12 +132,15 @@ async def run_conversation(
         wrap_tool: Wraps the weather ``FunctionTool``, e.g. with ``cached_tool``.
         on_turn: Called with (session, input, output) after each turn.
         after_turn: Awaited after each turn (e.g. to let the stream pump catch up).
-        suffix: Appended to every session id (to run the demo twice on one table).
+        tenant: The prefix of every session and user id (``<tenant>/...``), and so the
+            cache scope the projector fills; another tenant runs the demo again on one
+            table without sharing anything with the first.
     """
     import agents
 
     agents.set_tracing_disabled(True)
-    result = DemoResult(main_session=MAIN_SESSION + suffix)
+    result = DemoResult(main_session=f"{tenant}/{MAIN_SESSION}", user=f"{tenant}/{USER}",
+                        tenant=tenant)
 
     async def get_weather(call_id: str, city: str) -> str:
         result.tool_executions += 1
@@ -149,8 +160,8 @@ async def run_conversation(
     tool = agents.function_tool(get_weather_tool, name_override=TOOL_NAME)
     if wrap_tool is not None:
         tool = wrap_tool(tool)
-    for base_id, user_id, turns in SCRIPT:
-        session_id = base_id + suffix
+    for base_id, user, turns in SCRIPT:
+        session_id, user_id = f"{tenant}/{base_id}", f"{tenant}/{user}"
         result.sessions.append(session_id)
         branching = base_id == MAIN_SESSION
         model: Any = model_name or _scripted_model(turns + [BRANCH_TURN] * branching)

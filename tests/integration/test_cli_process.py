@@ -23,13 +23,13 @@ from eventstore import DynamoDBSession
 CONVLOG = str(Path(sys.executable).with_name("convlog"))
 DEMO_SECTIONS = [
     "== conversation (Runner.run with DynamoDBSession, scripted model, no API key) ==",
-    "== events of alice-trip-paris ==",
+    "== events of travel/alice-trip-paris ==",
     "== snapshot (written by the projector from the stream) ==",
-    "== tool cache ==",
-    "== sessions of user alice ==",
-    "== branches of alice-trip-paris (list_branches) ==",
-    "== usage of user alice (store_run_usage, summed by the projector) ==",
-    "== replay of alice-trip-paris at seq 4 (after turn 1) ==",
+    "== tool cache (scope travel: the tenant of these sessions) ==",
+    "== sessions of user travel/alice ==",
+    "== branches of travel/alice-trip-paris (list_branches) ==",
+    "== usage of user travel/alice (store_run_usage, summed by the projector) ==",
+    "== replay of travel/alice-trip-paris at seq 4 (after turn 1) ==",
     "== verify ==",
 ]
 
@@ -50,12 +50,15 @@ def test_demo_prints_every_section_and_passes() -> None:
     positions = [out.index(section) for section in DEMO_SECTIONS]
     assert positions == sorted(positions)
     # 8 conversation events + a usage event after each of the 3 turns
-    assert "SESSION#alice-trip-paris / SNAPSHOT: seq 11, 10 items" in out
+    assert "SESSION#travel/alice-trip-paris / SNAPSHOT: seq 11, 10 items" in out
     assert "call_weather_1 ran the function; call_weather_2 was served from the cache" in out
     assert "hits 1" in out
-    sessions = out.split("== sessions of user alice ==")[1].split("==")[0]
+    assert "TOOL#travel/get_weather / ARGS#" in out  # the tenant's scope, not the global one
+    assert "TOOL#get_weather" not in out
+    sessions = out.split("== sessions of user travel/alice ==")[1].split("==")[0]
     assert [line.split()[0] for line in sessions.strip().splitlines()[1:]] == [
-        "alice-trip-paris#branch#museum-instead", "alice-trip-paris", "alice-museums"
+        "travel/alice-trip-paris#branch#museum-instead", "travel/alice-trip-paris",
+        "travel/alice-museums"
     ]
     branches = out.split("(list_branches) ==")[1].split("==")[0]
     assert "main: 10 items, 3 user turns" in branches
@@ -63,8 +66,9 @@ def test_demo_prints_every_section_and_passes() -> None:
     usage = out.split("summed by the projector) ==")[1].split("==")[0]
     assert [line.split()[:2] for line in usage.strip().splitlines()[-1:]] == [["TOTAL", "7"]]
     assert "equal to what get_items returned after turn 1: yes" in out
-    for sid, count in (("alice-museums", 3), ("bob-chat", 3), ("alice-trip-paris", 11),
-                       ("alice-trip-paris#branch#museum-instead", 4)):
+    for sid, count in (("travel/alice-museums", 3), ("travel/bob-chat", 3),
+                       ("travel/alice-trip-paris", 11),
+                       ("travel/alice-trip-paris#branch#museum-instead", 4)):
         assert f"OK      {sid}: {count} events, seq 1..{count}, hash chain intact" in out
     match = re.search(r"demo finished in ([0-9.]+)s", out)
     assert match is not None
