@@ -167,7 +167,8 @@ def run_serve(ctx: CliContext) -> int:
                       f"AWS_SECRET_ACCESS_KEY={LOCAL_CREDENTIALS['aws_secret_access_key']}")
             ctx.print(f"  export CONVLOG_TABLE={ctx.table}")
             bucket, key_id = local_anchor_resources(url, ctx.table)
-            ctx.print(f"  export AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_KMS={url}")
+            ctx.print(f"  export AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_KMS={url} "
+                      f"AWS_ENDPOINT_URL_STS={url}")  # STS: who signs a purge record
             ctx.print(f"  export CONVLOG_DIGEST_BUCKET={bucket} CONVLOG_SIGNING_KEY={key_id}")
             ctx.print(f"  export CONVLOG_BUCKET={LOCAL_BUCKET}  # large payloads (README)")
             ctx.print("press Ctrl-C to stop")

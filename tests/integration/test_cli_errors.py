@@ -200,6 +200,6 @@ def test_demo_ignores_serves_exports_and_says_so(
     assert endpoint.url not in first
     assert table not in boto3_client.list_tables()["TableNames"]
     # the tool-cache lines credit the call that ran the function, not the cache hit
-    cache = result.out.split("== tool cache ==")[1].split("==")[0]
+    cache = result.out.split("== tool cache (scope travel")[1].split("==")[1]
     assert "call_weather_1 ran the function; call_weather_2 was served from the cache" in cache
     assert "call call_weather_2, a cache hit;" in cache

@@ -118,7 +118,8 @@ def test_serve_projects_while_running_and_stops_cleanly_on_sigint() -> None:
         url = line.split("=", 1)[1]
         assert url == f"http://127.0.0.1:{port}"
         assert out.wait_for("export CONVLOG_TABLE=").endswith(table)
-        assert out.wait_for("export AWS_ENDPOINT_URL_S3=").endswith(f"AWS_ENDPOINT_URL_KMS={url}")
+        assert out.wait_for("export AWS_ENDPOINT_URL_S3=").endswith(
+            f"AWS_ENDPOINT_URL_KMS={url} AWS_ENDPOINT_URL_STS={url}")
         exports = dict(pair.split("=", 1) for pair in out.wait_for(
             "export CONVLOG_DIGEST_BUCKET=").split()[1:])
         local = {"endpoint_url": url, "region_name": "us-east-1",
