@@ -30,7 +30,8 @@ from typing import Any
 
 import boto3
 
-from convlog.anchor import DigestStore, create_anchor_resources, write_digest
+from convlog.anchor import DigestStore
+from convlog.anchor_run import create_anchor_resources, write_digest
 from convlog.audit import verify_session
 from convlog.local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedEndpoint, free_port
 from eventstore.events import GENESIS_HASH, ItemsAdded, chain_hash, now_iso

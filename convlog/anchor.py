@@ -19,10 +19,12 @@ metadata. One digest costs one ``ListObjectsV2``, one KMS ``Sign`` and one ``Put
 and each chain link, and returns the anchored heads (and signed purges) per session;
 ``convlog verify`` checks the log against them (``convlog.audit``).
 
+An anchor run (``write_digest``, ``changed_heads``) is in ``convlog.anchor_run``.
+
 Example:
     ```python
     store = DigestStore(s3, kms, "convlog-digests-bucket", "alias/convlog-anchor", "agent_sessions")
-    digest = await write_digest(EventLog(dynamodb, "agent_sessions"), store)
+    digest = await write_digest(EventLog(dynamodb, "agent_sessions"), store)  # anchor_run
     anchors = store.load()
     ```
 """
@@ -34,12 +36,11 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any, TypeVar
 
 from eventstore.errors import ConvlogError
 from eventstore.events import canonical_json, now_iso
-from eventstore.keys import EVENT_PREFIX, SESSION_PREFIX, is_part_sk
-from eventstore.log import EventLog
 
 from .purge_record import PurgeRecord
 
@@ -235,42 +236,54 @@ class DigestStore:
             timespec="milliseconds").replace("+00:00", "Z")
 
     def load(self) -> Anchors:
-        """Read, check and index every digest (signature, body hash, chain, numbering)."""
+        """Read, check and index every digest (signature, body hash, chain, numbering).
+
+        Two digests may share a number when two writers raced (a purge signing its
+        record while ``convlog anchor`` runs): both are kept when both are signed and
+        name the same previous digest, and the next digest names one of them.
+        """
         anchors = Anchors()
         expected: int | None = None
         previous_link: str | None = None
-        for key in self._keys():
-            number, sha = _link_of(key)
-            obj = self._call("s3:GetObject", lambda k=key: self.s3.get_object(  # type: ignore[misc]
-                Bucket=self.bucket, Key=k))
-            body: bytes = obj["Body"].read()
-            problem = self._check(number, sha, body, obj.get("Metadata", {}), expected,
-                                  previous_link)
-            if problem:
-                anchors.problem = problem
+        for number, group in groupby(self._keys(), key=lambda k: _link_of(k)[0]):
+            keys = list(group)
+            if previous_link is not None and previous_link not in {_link_of(k)[1] for k in keys}:
+                anchors.problem = (f"digest {number} is not the one digest {number + 1} was "
+                                   "chained to")
                 return anchors
-            digest = Digest.parse(body)
-            anchors.latest = anchors.latest or digest
-            anchors.digests += 1
-            for head in digest.heads:
-                anchors.heads.setdefault(head.session_id, []).append(head)
-            for purge in digest.purges:
-                anchors.purges.setdefault(purge.session_id, []).append(purge)
-            expected, previous_link = number - 1, digest.previous
+            parents: set[str | None] = set()
+            for key in keys:
+                obj = self._call("s3:GetObject", lambda k=key: self.s3.get_object(  # type: ignore[misc]
+                    Bucket=self.bucket, Key=k))
+                body: bytes = obj["Body"].read()
+                anchors.problem = self._check(number, _link_of(key)[1], body,
+                                              obj.get("Metadata", {}), expected)
+                if anchors.problem:
+                    return anchors
+                digest = Digest.parse(body)
+                anchors.latest = anchors.latest or digest
+                anchors.digests += 1
+                parents.add(digest.previous)
+                for head in digest.heads:
+                    anchors.heads.setdefault(head.session_id, []).append(head)
+                for purge in digest.purges:
+                    anchors.purges.setdefault(purge.session_id, []).append(purge)
+            if len(parents) > 1:
+                anchors.problem = f"the digests numbered {number} name different predecessors"
+                return anchors
+            expected, previous_link = number - 1, parents.pop()
         if expected not in (None, 0):
             anchors.problem = f"digests 1..{expected} are missing from the bucket"
         return anchors
 
     def _check(
         self, number: int, sha: str, body: bytes, metadata: dict[str, str],
-        expected: int | None, previous_link: str | None,
+        expected: int | None,
     ) -> str | None:
         if expected is not None and number != expected:
             return f"digest {expected} is missing from the bucket (found {number} next)"
         if hashlib.sha256(body).hexdigest() != sha:
             return f"digest {number} was altered: its body does not match its name"
-        if previous_link is not None and previous_link != sha:
-            return f"digest {number} is not the one digest {number + 1} was chained to"
         try:
             signature = base64.b64decode(metadata["signature"])
         except (KeyError, ValueError):
@@ -318,85 +331,3 @@ def _link_of(key: str) -> tuple[int, str]:
     name = key.rsplit("/", 1)[-1].removesuffix(".json")
     inverted, _, sha = name.partition("-")
     return MAX_NUMBER - int(inverted), sha
-
-
-async def changed_heads(log: EventLog, since: str | None) -> list[AnchoredHead]:
-    """The newest event of every session written at or after ``since`` (one paged ``Scan``).
-
-    ``since`` is compared with the events' ``ts`` after moving it back ``SKEW_SECONDS``,
-    so a writer whose clock is behind is still anchored.
-    """
-    params: dict[str, Any] = {
-        "TableName": log.table_name,
-        "ProjectionExpression": "pk, sk, seq, #h, #t",
-        "ExpressionAttributeNames": {"#h": "hash", "#t": "ttl"},
-        "FilterExpression": "begins_with(pk, :s) AND begins_with(sk, :e)",
-        "ExpressionAttributeValues": {":s": {"S": SESSION_PREFIX}, ":e": {"S": EVENT_PREFIX}},
-    }
-    if since is not None:
-        moment = datetime.fromisoformat(since.replace("Z", "+00:00")) - timedelta(
-            seconds=SKEW_SECONDS)
-        params["FilterExpression"] += " AND ts >= :since"
-        params["ExpressionAttributeValues"][":since"] = {
-            "S": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
-    heads: dict[str, AnchoredHead] = {}
-    async for item in log.db.items("scan", **params):
-        if is_part_sk(item["sk"]["S"]):
-            continue
-        session_id = item["pk"]["S"][len(SESSION_PREFIX):]
-        seq = int(item["seq"]["N"])
-        if session_id not in heads or heads[session_id].seq < seq:
-            ttl = int(item["ttl"]["N"]) if "ttl" in item else None
-            heads[session_id] = AnchoredHead(session_id, seq, item["hash"]["S"], ttl)
-    return list(heads.values())
-
-
-async def write_digest(log: EventLog, store: DigestStore) -> Digest:
-    """Anchor now: one digest with every head changed since the newest digest.
-
-    "Since" is the newest digest's S3 ``LastModified`` (the bucket's clock, not a
-    writer's), moved back ``SKEW_SECONDS``; heads the newest digest already holds are
-    left out. A digest is written even when nothing changed: it proves the anchor ran.
-    Purge digests (``convlog.purge_record``) do not count as runs: "since" and the known
-    heads come from the newest anchor digest before them. Requests: one
-    ``ListObjectsV2``, one ``GetObject`` (the newest digest, plus one per purge digest
-    after the last run), the ``Scan`` pages, one KMS ``Sign``, one ``PutObject``.
-    """
-    link = store.latest_link()
-    created = now_iso()
-    since: str | None = None
-    known: set[AnchoredHead] = set()
-    if link is not None:
-        digest, since = store.read(link), link.modified
-        while digest.purges and not digest.heads and digest.previous is not None:
-            digest, since = store.read_dated(Link(digest.number - 1, digest.previous, ""))
-        since = None if digest.purges and not digest.heads else since  # only purges
-        known = set(digest.heads)
-    heads = [h for h in await changed_heads(log, since) if h not in known]
-    return store.write(heads, link=link, created=created)
-
-
-def create_anchor_resources(
-    s3: Any, kms: Any, bucket: str, *, retention_days: int = 1
-) -> str:
-    """Create an Object Lock bucket (compliance mode) and a signing key; return the key id.
-
-    For the embedded endpoint (``convlog serve``) and tests; ``template.yaml`` creates
-    the real ones. The bucket is reused if it exists.
-    """
-    def create_bucket() -> Any:
-        try:
-            return s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            return None
-
-    DigestStore._call("s3:CreateBucket", create_bucket)
-    DigestStore._call("s3:PutObjectLockConfiguration", lambda: s3.put_object_lock_configuration(
-        Bucket=bucket, ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": retention_days}},
-        }))
-    key = DigestStore._call("kms:CreateKey", lambda: kms.create_key(
-        KeySpec=KEY_SPEC, KeyUsage="SIGN_VERIFY",
-        Description="convlog digest signing key (local)"))
-    return str(key["KeyMetadata"]["KeyId"])

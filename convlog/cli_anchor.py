@@ -19,7 +19,8 @@ import os
 from eventstore.errors import InvalidInputError
 from eventstore.log import EventLog
 
-from .anchor import DigestStore, create_anchor_resources, write_digest
+from .anchor import DigestStore
+from .anchor_run import create_anchor_resources, write_digest
 from .cli import EXIT_OK, CliContext, make_client, run_async
 from .purge_record import PurgeSigner, operator_identity
 

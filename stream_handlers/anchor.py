@@ -21,7 +21,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from convlog.anchor import Digest, DigestStore, write_digest
+from convlog.anchor import Digest, DigestStore
+from convlog.anchor_run import write_digest
 from eventstore.log import EventLog
 
 from .batch import run_sync

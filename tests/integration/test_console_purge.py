@@ -20,7 +20,8 @@ from console_support import ACME_USER, CHAT, EDITED, TRIP, ConsoleData, project,
 from projection_support import dump
 from test_console_browser import CHROMIUM, browser
 
-from convlog.anchor import DigestStore, create_anchor_resources
+from convlog.anchor import DigestStore
+from convlog.anchor_run import create_anchor_resources
 from convlog.audit import verify_session
 from convlog.local import EmbeddedEndpoint
 from convlog.purge_record import PurgeSigner

@@ -16,7 +16,8 @@ import pytest
 from cli_helpers import cli, event_key, run
 from projection_support import make_pump
 
-from convlog.anchor import DigestStore, create_anchor_resources, write_digest
+from convlog.anchor import DigestStore
+from convlog.anchor_run import create_anchor_resources, write_digest
 from convlog.audit import replay
 from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession

@@ -18,10 +18,11 @@ from cli_helpers import cli, event_key, key_of, run, scan
 from test_integrity_anchor import anchor, msg, session, store, verify
 
 import convlog.anchor as anchor_module
-from convlog.anchor import DigestStore, write_digest
+from convlog.anchor import DigestStore, Link
+from convlog.anchor_run import changed_heads, write_digest
 from convlog.erase_content import erase_user_content
 from convlog.local import EmbeddedEndpoint
-from convlog.purge_record import user_sha256
+from convlog.purge_record import session_records, user_sha256
 from eventstore import DynamoDBSession
 from eventstore.client import wrap_client
 from eventstore.keys import MAX_SEQ, META_SK, SNAPSHOT_SK, session_pk
@@ -152,3 +153,26 @@ def test_erasing_one_users_content_verifies_clean_and_unsigned_erasure_is_caught
     assert code == 1
     assert text == (f"BROKEN  {sid}: seq 2: its content was erased without a signed purge "
                     "record (a table writer removed it; a convlog purge signs what it erases)")
+
+
+def test_a_purge_racing_an_anchor_run_for_one_digest_number_keeps_the_chain(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, store: DigestStore,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sid, erased = session(boto3_client, table, 2), session(boto3_client, table, 1)
+    log = EventLog(boto3_client, table)
+    run(write_digest(log, store))  # digest 1
+    both_saw = store.latest_link()  # both writers read digest 1 as the newest
+    store.write([], link=both_saw, purges=session_records({erased: 1}, by="ops"))
+    run(DynamoDBSession(sid, boto3_client, table).add_items([msg("m3")]))
+    raced = run(changed_heads(log, None))
+    store.write([h for h in raced if h.session_id == sid], link=both_saw)  # also number 2
+    assert run(write_digest(log, store)).number == 3  # chained to one of the two
+    anchors = store.load()
+    assert anchors.problem is None and anchors.digests == 4
+    assert anchors.purges[erased][0].digest == 2
+    assert {h.seq for h in anchors.heads[sid]} == {2, 3}  # seq 3 maybe twice: harmless
+    assert verify(endpoint, table, capsys, sid)[0] == 0
+    forked = Link(1, "0" * 64, "")  # a third number 2 naming another predecessor
+    store.write([], link=forked)
+    assert store.load().problem == "the digests numbered 2 name different predecessors"
