@@ -12,7 +12,8 @@ first event each session object writes); listings skip them, erasure reads them.
 A listing also skips any item that is not a ``META`` item of a session of the user's
 tenant, whatever attributes a tenant wrote into its own partitions. The
 index is eventually consistent: a session shows up (or moves to the top) once the
-projector has seen its events.
+projector has seen its events. The first page also carries the user's usage totals over
+all sessions (``SessionPage.user_usage``, one more ``Query`` sent with the page's).
 
 Example:
     ```python
@@ -28,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -39,6 +41,7 @@ from .client import wrap_client
 from .errors import CorruptEventError, InvalidInputError
 from .keys import META_SK, user_index_problem, user_pk
 from .table import USER_INDEX
+from .user_usage import UsageTotals, read_user_usage
 from .views import decode_meta
 
 MAX_LIMIT = 1000
@@ -81,6 +84,9 @@ class SessionPage:
 
     sessions: list[SessionInfo]
     cursor: str | None = None
+    user_usage: UsageTotals | None = None
+    """The user's usage totals over every session (``eventstore.user_usage``, kept by the
+    projector); on the first page only (``None`` on the pages a cursor fetches)."""
 
 
 async def list_sessions(
@@ -129,7 +135,12 @@ async def list_sessions(
     }
     if start:
         params["ExclusiveStartKey"] = start
-    response = await wrap_client(client).call("query", **params)
+    db = wrap_client(client)
+    if start is None:  # the first page also carries the user's totals: both sent at once
+        response, totals = await asyncio.gather(
+            db.call("query", **params), read_user_usage(client, table_name, user_id))
+    else:
+        response, totals = await db.call("query", **params), None
     sessions: list[SessionInfo] = []
     for item in response.get("Items", []):
         if item.get("sk", {}).get("S") != META_SK:
@@ -145,7 +156,7 @@ async def list_sessions(
                         meta.created, *meta.usage)
         )
     last = response.get("LastEvaluatedKey")
-    return SessionPage(sessions, _encode_cursor(last, user_id) if last else None)
+    return SessionPage(sessions, _encode_cursor(last, user_id) if last else None, totals)
 
 
 def _encode_cursor(key: dict[str, Any], user_id: str) -> str:

@@ -20,6 +20,10 @@ stream records' ``ApproximateCreationDateTime``, never by the event's own ``ts``
 session blocked by an event whose table copy it cannot read reports that record and every
 later one of the session as failed: the views stop at the last good event, never past it.
 
+Before a session's views, the batch's usage events are counted toward their users
+(``eventstore.user_usage``: one conditional update per user, idempotent by seq), so
+views at seq N mean every usage up to N is counted.
+
 Example:
     ```python
     batch = ProjectionBatch(wrap_client(client), "agent_sessions", logger)
@@ -48,6 +52,7 @@ from eventstore.history import branch_base
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
+from eventstore.user_usage import add_user_usage, spent_by_user
 from eventstore.viewbatch import read_views_batch
 from eventstore.views import ViewState, write_session_views
 from projections import EventRecord, classify, project_session, record_location
@@ -223,6 +228,10 @@ class ProjectionBatch:
         failed.extend(r.record_id for r in newer if r.seq > done)
         if result is None:
             return 0
+        # per-user usage totals before the views: views at seq N mean usage <= N is counted
+        for user_id, spent in spent_by_user(session_id, events).items():
+            async with limit:
+                await add_user_usage(self.db, self.table_name, user_id, session_id, spent)
 
         async with limit:  # one slot per session: its two view writes go out together
             await write_session_views(
