@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from .errors import ConcurrencyError, ConditionFailedError
 from .events import Event, now_iso
-from .fold import NewestFirstFold
+from .fold import NewestFirstFold, removal_ttl
 from .history import BranchId, branch_base, branch_session_id
 from .keys import USER_RECORD_SK_PREFIX, user_pk
 from .log import EventLog, Head, ReadResult
@@ -89,6 +89,42 @@ class AppendMixin:
             return stored
         raise ConcurrencyError(
             f"append to session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
+        )
+
+    async def _put_removal(
+        self, branch_id: str, build: Callable[[str, int, str], Event]
+    ) -> StoredEvent:
+        """Append an event that removes every item of a branch (a clear, a delete).
+
+        With a TTL the event must not expire before the items it removes (whoever wrote
+        them, by whatever clock), so their expiries are read first and the event is
+        written at the head read (the TTL rule); without, it is one write at the known
+        head (a ``read_head`` first for a branch other than the current one).
+        """
+        sid = self._sid(branch_id)
+        current = sid == self._sid()
+        if self._ttl() is None and current:
+            return await self._append(lambda seq, ts: build(sid, seq, ts))
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            ttl = None
+            if self._ttl() is None:
+                head = await self._log.read_head(sid)
+            else:
+                result = await self._read(NewestFirstFold(), branch_id)
+                head = result.head or Head()
+                ttl = removal_ttl(result.ttls, self._ttl(), pop=False)  # the TTL rule
+            try:
+                stored = await self._log.put(build(sid, head.seq + 1, now_iso()), head.hash,
+                                             ttl=ttl, extra=self._user_record() if current
+                                             else None)
+            except ConditionFailedError:
+                await backoff(attempt)
+                continue
+            if current:
+                self._remember(stored)
+            return stored
+        raise ConcurrencyError(
+            f"removal on {sid!r} lost {MAX_APPEND_ATTEMPTS} races"
         )
 
     def _user_record(self) -> AttrMap | None:

@@ -59,6 +59,10 @@ class SessionLike(Protocol):
     async def _read(self, fold: NewestFirstFold) -> ReadResult: ...
     async def _history(self, branch_id: str | None = None) -> History: ...
     async def _branch_ids(self) -> list[tuple[str, str]]: ...
+    async def _end_branch(self, branch_id: str) -> None: ...
+    async def _put_removal(
+        self, branch_id: str, build: Callable[[str, int, str], Event]
+    ) -> StoredEvent: ...
     async def list_branches(self) -> list[dict[str, Any]]:  # noqa: D102
         ...
     async def switch_to_branch(self, branch_id: str) -> None:  # noqa: D102
@@ -193,17 +197,14 @@ class BranchMixin:
             raise InvalidInputError(f"Branch '{branch_id}' does not exist")
         if branch_id == self._branch:
             await self.switch_to_branch(MAIN_BRANCH)
-        sid = self._sid(branch_id)
-        for _ in range(64):
-            head = await self._log.read_head(sid)
-            event = BranchDeleted(session_id=sid, seq=head.seq + 1, ts=now_iso(),
-                                  user_id=self.user_id, token=uuid.uuid4().hex,
-                                  branch_id=branch_id)
-            try:
-                await self._log.put(event, head.hash, ttl=self._ttl())
-                break
-            except ConditionFailedError:
-                continue
+        await self._end_branch(branch_id)
+
+    async def _end_branch(self: SessionLike, branch_id: str) -> None:
+        """Append ``branch_deleted`` to a branch, then mark its registry item deleted."""
+        token = uuid.uuid4().hex
+        await self._put_removal(branch_id, lambda sid, seq, ts: BranchDeleted(
+            session_id=sid, seq=seq, ts=ts, user_id=self.user_id, token=token,
+            branch_id=branch_id))
         await self._log.db.call(
             "update_item",
             TableName=self._log.table_name,

@@ -25,7 +25,7 @@ from .errors import (
     ConditionFailedError,
     InvalidInputError,
 )
-from .events import Event, ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
+from .events import ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
 from .fold import NewestFirstFold, removal_ttl
 from .history import MAIN_BRANCH, BranchId
 from .idempotency import IdempotencyMixin, check_key, context_key, derive_token
@@ -319,40 +319,23 @@ class DynamoDBSession(
         )
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
-        """Append a ``session_cleared`` event; the history stays for audit.
+        """Clear the session: every branch, as ``AdvancedSQLiteSession`` does.
 
-        With ``ttl_seconds`` the clear must not expire before the items it removes
-        (whoever wrote them, by whatever clock), so it reads their expiries first and
-        is written at the head it read; without, it is one write.
-
-        Use ``convlog purge`` to erase a session's data.
+        Each branch gets a ``branch_deleted`` event (its id stays reserved, as in the
+        SDK), then ``main`` a ``session_cleared`` event, and the session is back on
+        ``main``; the history stays for audit (``convlog purge`` erases data). It costs
+        one ``Query`` (the branch registry) and one write, plus three requests per
+        branch; with ``ttl_seconds`` each removal first reads the expiries of the items
+        it removes (the TTL rule).
         """
         token = uuid.uuid4().hex
-        sid = self._sid()
-
-        def build(seq: int, ts: str) -> Event:
-            return SessionCleared(
-                session_id=sid, seq=seq, ts=ts, user_id=self.user_id, token=token
-            )
-
-        if self.ttl_seconds is None:
-            await self._append(build)
-            return
-        for attempt in range(MAX_APPEND_ATTEMPTS):
-            result = await self._read(NewestFirstFold())
-            head = result.head or Head()
-            ttl = removal_ttl(result.ttls, self._ttl(), pop=False)  # the TTL rule
-            try:
-                stored = await self._log.put(build(head.seq + 1, now_iso()), head.hash, ttl=ttl,
-                                             extra=self._user_record())
-            except ConditionFailedError:
-                await backoff(attempt)
-                continue
-            self._remember(stored)
-            return
-        raise ConcurrencyError(
-            f"clear_session on session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
-        )
+        for branch_id, _ in await self._branch_ids():
+            await self._end_branch(branch_id)
+        if self._branch != MAIN_BRANCH:
+            self._branch = MAIN_BRANCH
+            self._forget()
+        await self._put_removal(MAIN_BRANCH, lambda sid, seq, ts: SessionCleared(
+            session_id=sid, seq=seq, ts=ts, user_id=self.user_id, token=token))
 
     async def close(self) -> None:
         """Release nothing: the client belongs to the caller, who closes it."""

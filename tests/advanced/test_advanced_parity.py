@@ -113,3 +113,46 @@ async def test_same_results_as_advanced_sqlite(boto3_client: Any, table: str) ->
     assert [b["branch_id"] for b in expected["branches"]] == ["alt", "main"]
     assert expected["usage_current"]["total_turns"] == 5
     assert expected["tools_main"] == [("get_weather", 1, 2)]
+
+
+async def clear_script(session: Any) -> dict[str, Any]:
+    """``clear_session`` on a session with branches, called from a branch."""
+    out: dict[str, Any] = {}
+    await session.add_items([user("Plan a trip"), assistant("Where to?")])
+    await session.store_run_usage(run_result(1, 10, 5))
+    await session.add_items([user("Paris"), assistant("Nice")])
+    await session.create_branch_from_turn(2, "alt")
+    await session.add_items([user("Rome"), assistant("Also nice")])
+    await session.store_run_usage(run_result(2, 20, 8))
+    out["before"] = sorted(untimed(await session.list_branches()), key=lambda b: b["branch_id"])
+    await session.clear_session()  # on branch "alt": every branch goes, back on main
+    out["current"] = session._current_branch_id
+    out["items"] = await session.get_items()
+    out["main_items"] = await session.get_items(branch_id="main")
+    out["alt_items"] = await session.get_items(branch_id="alt")
+    out["branches"] = untimed(await session.list_branches())
+    out["usage"] = await session.get_session_usage()
+    out["alt_usage"] = await session.get_session_usage("alt")
+    out["turns"] = await session.get_conversation_turns()
+    with pytest.raises(ValueError):
+        await session.switch_to_branch("alt")
+    await session.add_items([user("Start over"), assistant("Sure")])
+    with pytest.raises(ValueError):  # a cleared branch's id stays reserved
+        await session.create_branch_from_turn(1, "alt")
+    out["after"] = await session.get_items()
+    out["after_branches"] = untimed(await session.list_branches())
+    out["after_tools"] = await session.get_tool_usage()
+    return out
+
+
+async def test_clear_session_clears_every_branch_as_advanced_sqlite(
+    boto3_client: Any, table: str
+) -> None:
+    reference = AdvancedSQLiteSession(session_id="parity-clear", create_tables=True)
+    expected = await clear_script(reference)
+    reference.close()
+    actual = await clear_script(DynamoDBSession("parity-clear", boto3_client, table))
+    assert actual == expected
+    assert [b["branch_id"] for b in expected["before"]] == ["alt", "main"]
+    assert expected["current"] == "main" and expected["alt_items"] == []
+    assert expected["branches"] == [] and expected["usage"] is None

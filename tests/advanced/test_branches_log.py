@@ -126,3 +126,21 @@ async def test_rebuild_of_a_branch_starts_from_its_parent(boto3_client: Any, tab
     assert views.snapshot is not None
     assert [i["content"] for i in views.snapshot.items()] == [
         "q1", "a1", "q2", "a2", "instead"]
+
+
+async def test_clear_session_ends_every_branch_in_the_log(boto3_client: Any, table: str) -> None:
+    session = DynamoDBSession("cl", boto3_client, table, ttl_seconds=3600)
+    await three_turns(session)
+    await session.create_branch_from_turn(2, "alt")
+    await session.add_items([user("x")])
+    await session.clear_session()
+    log = EventLog(boto3_client, table)
+    alt = [s async for s in log.iter_events("cl#branch#alt")]
+    assert [s.event.type for s in alt] == ["branch_created", "items_added", "branch_deleted"]
+    assert all(s.ttl is not None for s in alt)
+    assert alt[-1].ttl >= max(s.ttl or 0 for s in alt[:-1])  # the TTL rule
+    main = [s async for s in log.iter_events("cl")]
+    assert main[-1].event.type == "session_cleared"
+    assert (await verify_session(log, "cl#branch#alt")).ok
+    assert await session.get_items(branch_id="alt") == [] and await session.get_items() == []
+    assert await session.list_branches() == []
