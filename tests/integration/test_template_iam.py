@@ -276,10 +276,11 @@ async def test_key_layout_makes_tenant_isolation_by_leading_keys_possible(
     assert {"Query", "PutItem"} <= recorder.operations
     assert "TransactWriteItems" not in recorder.operations  # parts, then the commit (issue 13)
     found = recorder.accesses()
-    # Every item a session's operations touch is in the session's own partition.
+    # Every item a session's operations touch is in the session's own partition; the
+    # listing also reads the user's usage totals (the user's own partition).
     session_keys = {k for a in found if not a.resource.endswith("/index/by_user")
                     for k in a.leading_keys}
-    assert session_keys == {"SESSION#acme/conv-1"}
+    assert session_keys == {"SESSION#acme/conv-1", "USER#acme/alice"}
     policy = load("tenant-isolation-policy.json")
     assert all(allowed(policy, a, {"tenant": "acme"}) for a in found)
     assert not any(allowed(policy, a, {"tenant": "globex"}) for a in found)
