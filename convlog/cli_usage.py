@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Any
 
 from eventstore.events import USAGE_FIELDS
+from eventstore.history import MAIN_BRANCH, branch_session_id
 from eventstore.log import EventLog
-from eventstore.sessions_index import MAX_LIMIT, SessionInfo, SessionPage, list_sessions
+from eventstore.sessions_index import MAX_LIMIT, SessionPage, list_sessions
 
 from .audit import parse_time
 from .cli import EXIT_OK, CliContext, run_async
@@ -37,10 +38,17 @@ Totals = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class SessionUsage:
-    """Usage of one session: requests, input, output and total tokens."""
+    """Usage of one session (or one of its branches): requests, input, output, total."""
 
     session_id: str
     totals: Totals
+    branch_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The session id, and the branch when the row is one."""
+        return self.session_id if self.branch_id is None else (
+            f"{self.session_id} (branch {self.branch_id})")
 
 
 async def user_usage(
@@ -84,9 +92,10 @@ async def usage_report(
                 page = SessionPage(page.sessions)  # newest-active first: no later page
                 break
             else:
-                totals = await _usage_since(log, info.session_id, since)
+                partition = branch_session_id(info.session_id, info.branch_id or MAIN_BRANCH)
+                totals = await _usage_since(log, partition, since)
             if any(totals):
-                found.append(SessionUsage(session_label(info), totals))
+                found.append(SessionUsage(info.session_id, totals, info.branch_id))
         cursor = page.cursor
         if cursor is None:
             break
@@ -97,11 +106,6 @@ def summed(rows: list[SessionUsage]) -> Totals:
     """The rows' usage added up."""
     sums = [sum(r.totals[n] for r in rows) for n in range(4)]
     return (sums[0], sums[1], sums[2], sums[3])
-
-
-def session_label(info: SessionInfo) -> str:
-    """The session id, and the branch when the entry is one."""
-    return info.session_id
 
 
 async def _usage_since(log: EventLog, session_id: str, since: datetime) -> Totals:
@@ -119,7 +123,7 @@ def render_usage(rows: list[SessionUsage], user_id: str, total: Totals | None = 
     total = summed(rows) if total is None else total
     if not rows and not any(total):
         return f"no usage recorded for user {user_id!r}"
-    lines = [[r.session_id, *map(str, r.totals)] for r in rows]
+    lines = [[r.label, *map(str, r.totals)] for r in rows]
     lines.append(["TOTAL", *map(str, total)])
     return render_table(["SESSION", "REQUESTS", "INPUT", "OUTPUT", "TOTAL TOKENS"], lines)
 
@@ -130,7 +134,8 @@ def run_usage(ctx: CliContext) -> int:
     rows, total = run_async(usage_report(ctx.client(), ctx.table, ctx.args.user, since))
     if ctx.args.format == "json":
         data = {"user": ctx.args.user, "since": ctx.args.since, "sessions": [
-            {"session_id": r.session_id, **dict(zip(USAGE_FIELDS, r.totals, strict=True))}
+            {"session_id": r.session_id, "branch_id": r.branch_id,
+             **dict(zip(USAGE_FIELDS, r.totals, strict=True))}
             for r in rows
         ], "total": dict(zip(USAGE_FIELDS, total, strict=True))}
         ctx.print(json.dumps(data, indent=2))

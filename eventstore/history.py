@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CorruptEventError, InvalidInputError
+from .errors import CorruptEventError, InvalidInputError, InvalidSessionIdError
 from .events import JsonItem
 from .fold import Entry, Snapshot, fold_forward
 from .log import EventLog, Head
@@ -37,6 +37,30 @@ MAX_BRANCH_ID_CHARS = 255
 def branch_session_id(session_id: str, branch_id: str) -> str:
     """The partition of a branch (``main`` is the session itself)."""
     return session_id if branch_id == MAIN_BRANCH else f"{session_id}{BRANCH_MARK}{branch_id}"
+
+
+def check_base_session_id(session_id: str) -> str:
+    """Refuse a session id whose partition a branch of another session could share.
+
+    A branch's partition is ``<session>#branch#<id>``. An id holding ``#branch#``, or
+    ending in ``#branch`` (the mark then follows it), could be such a partition, so two
+    sessions would write one partition.
+
+    Raises:
+        InvalidSessionIdError: The id is one of those.
+    """
+    if BRANCH_MARK in session_id or session_id.endswith(BRANCH_MARK[:-1]):
+        raise InvalidSessionIdError(
+            f"session_id {session_id!r:.80} holds {BRANCH_MARK!r} or ends in "
+            f"{BRANCH_MARK[:-1]!r}: that names a branch's partition"
+        )
+    return session_id
+
+
+def branch_owner(partition: str, branch_id: str) -> str:
+    """The session a branch's partition belongs to (``partition`` when it is not one)."""
+    suffix = BRANCH_MARK + branch_id
+    return partition[: -len(suffix)] if partition.endswith(suffix) else partition
 
 
 def check_branch_id(branch_id: object, what: str = "Branch name") -> str:

@@ -27,7 +27,7 @@ from .errors import (
 )
 from .events import ItemPopped, ItemsAdded, SessionCleared, now_iso, validate_items
 from .fold import NewestFirstFold, removal_ttl
-from .history import MAIN_BRANCH, BranchId
+from .history import MAIN_BRANCH, BranchId, check_base_session_id
 from .idempotency import IdempotencyMixin, check_key, context_key, derive_token
 from .keys import validate_session_id, validate_user_id
 from .limits import DEFAULT_MAX_ADD_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITEMS_PER_ADD, Limits
@@ -113,7 +113,7 @@ class DynamoDBSession(
         s3_client: Any = None,
         bucket_name: str | None = None,
     ) -> None:
-        self.session_id = validate_session_id(session_id)
+        self.session_id = check_base_session_id(validate_session_id(session_id))
         if not isinstance(table_name, str) or not table_name:
             raise InvalidInputError("table_name must be a non-empty string")
         if ttl_seconds is not None and (

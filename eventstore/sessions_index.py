@@ -39,6 +39,7 @@ from typing import Any
 
 from .client import wrap_client
 from .errors import CorruptEventError, InvalidInputError
+from .history import branch_owner
 from .keys import META_SK, user_index_problem, user_pk
 from .table import USER_INDEX
 from .user_usage import UsageTotals, read_user_usage
@@ -68,6 +69,9 @@ class SessionInfo:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    branch_id: str | None = None
+    """Set for a branch of ``session_id`` (``DynamoDBSession(session_id, ...)``, then
+    ``switch_to_branch(branch_id)``); ``None`` for the session itself (``main``)."""
 
 
 @dataclass(frozen=True)
@@ -151,9 +155,11 @@ async def list_sessions(
             continue
         if user_index_problem(user_id, meta.session_id) is not None:
             continue  # a session of another tenant: whatever its item says, not this user's
+        session_id = (meta.session_id if meta.branch_id is None
+                      else branch_owner(meta.session_id, meta.branch_id))
         sessions.append(
-            SessionInfo(meta.session_id, meta.title, meta.last_active, meta.item_count,
-                        meta.created, *meta.usage)
+            SessionInfo(session_id, meta.title, meta.last_active, meta.item_count,
+                        meta.created, *meta.usage, branch_id=meta.branch_id)
         )
     last = response.get("LastEvaluatedKey")
     return SessionPage(sessions, _encode_cursor(last, user_id) if last else None, totals)

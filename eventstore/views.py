@@ -103,6 +103,8 @@ class SessionMeta:
     usage: tuple[int, int, int, int] = (0, 0, 0, 0)
     """Every ``usage_recorded`` of the session summed: requests, input, output and total
     tokens."""
+    branch_id: str | None = None
+    """Set when the partition is a branch (its first event is ``branch_created``)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ def encode_meta(meta: SessionMeta) -> AttrMap:
         item["usage"] = {"L": [{"N": str(n)} for n in meta.usage]}
     if meta.ttl is not None:
         item["ttl"] = {"N": str(meta.ttl)}
+    if meta.branch_id is not None:
+        item["branch_id"] = {"S": meta.branch_id}
     if meta.user_id is not None:
         item["user_id"] = {"S": meta.user_id}
     if meta.user_id is not None and user_index_problem(meta.user_id, meta.session_id) is None:
@@ -173,6 +177,7 @@ def decode_meta(item: AttrMap) -> SessionMeta:
             title=item["title"]["S"] if "title" in item else None,
             ttl=int(item["ttl"]["N"]) if "ttl" in item else None,
             usage=_usage_of(item),
+            branch_id=item["branch_id"]["S"] if "branch_id" in item else None,
         )
     except (KeyError, ValueError, IndexError) as exc:
         raise CorruptEventError(f"session meta item is malformed: {exc!r}") from exc

@@ -113,7 +113,7 @@ def fold_meta(
     snapshot: Snapshot,
     ttl: int | None,
 ) -> SessionMeta:
-    """Update the session meta: first/last activity, owner, item count, title, usage.
+    """Update the session meta: activity, owner, item count, title, usage, branch.
 
     Usage totals count every ``usage_recorded`` event (the tokens were spent even when
     the turn was later popped, compacted or branched away).
@@ -121,7 +121,10 @@ def fold_meta(
     user_id = prior.user_id if prior else None
     title = prior.title if prior else None
     usage = list(prior.usage) if prior else [0, 0, 0, 0]
+    branch_id = prior.branch_id if prior else None
     for stored in events:
+        if stored.event.type == "branch_created":
+            branch_id = stored.event.branch_id
         if stored.event.user_id is not None and not stored.erased:  # erased: not theirs now
             user_id = stored.event.user_id
         if title is None and stored.event.type == "items_added" and not stored.erased:
@@ -140,6 +143,7 @@ def fold_meta(
         title=title,
         ttl=ttl,
         usage=(usage[0], usage[1], usage[2], usage[3]),
+        branch_id=branch_id,
     )
 
 

@@ -70,6 +70,8 @@ class SessionSummary(_Model):
     last_active: str
     item_count: int
     usage: UsageTotals
+    branch_id: str | None = Field(
+        default=None, description="set when this entry is a branch of session_id")
 
 
 class SessionsPage(_Model):

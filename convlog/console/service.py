@@ -124,7 +124,8 @@ class ConsoleService:
                                usage=UsageTotals(requests=s.requests,
                                                  input_tokens=s.input_tokens,
                                                  output_tokens=s.output_tokens,
-                                                 total_tokens=s.total_tokens))
+                                                 total_tokens=s.total_tokens),
+                               branch_id=s.branch_id)
                 for s in page.sessions
                 if self.tenant is None or s.session_id.startswith(self.tenant + "/")
             ],

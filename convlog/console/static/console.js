@@ -66,11 +66,13 @@ async function loadSessions(more) {
       list.append(el("li", { class: "muted" }, `No sessions indexed for ${state.user}.`));
     }
     for (const s of page.sessions) {
-      const button = el("button", { type: "button", "data-session": s.session_id },
+      // a branch is its own partition, <session>#branch#<branch id>: its timeline is there
+      const target = s.branch_id ? `${s.session_id}#branch#${s.branch_id}` : s.session_id;
+      const button = el("button", { type: "button", "data-session": target },
         el("strong", {}, s.title || s.session_id), " ",
-        el("code", {}, s.session_id),
+        el("code", {}, s.session_id), s.branch_id ? ` branch ${s.branch_id}` : "",
         el("span", { class: "change" }, `${s.item_count} items · ${s.usage.total_tokens} tokens in ${s.usage.requests} requests · last active ${s.last_active}`));
-      button.addEventListener("click", () => openSession(s.session_id));
+      button.addEventListener("click", () => openSession(target));
       list.append(el("li", {}, button));
     }
     state.cursor = page.cursor;
