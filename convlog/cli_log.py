@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventstore.client import wrap_client
 from eventstore.errors import InvalidInputError
+from eventstore.history import MAIN_BRANCH
 from eventstore.keys import validate_session_id
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore, session_prefix
@@ -64,12 +65,13 @@ def _list_sessions(
 def render_page(page: SessionPage, user: str, console: Console | None = None) -> str:
     """A page of ``list_sessions`` as a table, newest first."""
     rows = [
-        [s.session_id, str(s.last_active), str(s.item_count), shorten(str(s.title or ""), 40)]
+        [s.session_id, s.branch_id or MAIN_BRANCH, str(s.last_active), str(s.item_count),
+         shorten(str(s.title or ""), 40)]
         for s in page.sessions
     ]
     if not rows:
         return f"no sessions for user {user!r}"
-    return render_table(["SESSION", "LAST ACTIVE", "ITEMS", "TITLE"], rows, console)
+    return render_table(["SESSION", "BRANCH", "LAST ACTIVE", "ITEMS", "TITLE"], rows, console)
 
 
 def render_sessions(
@@ -80,7 +82,8 @@ def render_sessions(
 
 
 def _page_json(page: SessionPage) -> dict[str, Any]:
-    return {"sessions": [asdict(s) for s in page.sessions], "next_cursor": page.cursor}
+    return {"sessions": [asdict(s) for s in page.sessions], "next_cursor": page.cursor,
+            "user_usage": asdict(page.user_usage) if page.user_usage else None}
 
 
 LIST_KEYS = 50

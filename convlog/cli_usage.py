@@ -44,12 +44,6 @@ class SessionUsage:
     totals: Totals
     branch_id: str | None = None
 
-    @property
-    def label(self) -> str:
-        """The session id, and the branch when the row is one."""
-        return self.session_id if self.branch_id is None else (
-            f"{self.session_id} (branch {self.branch_id})")
-
 
 async def user_usage(
     client: Any, table: str, user_id: str, since: datetime | None = None
@@ -123,9 +117,10 @@ def render_usage(rows: list[SessionUsage], user_id: str, total: Totals | None = 
     total = summed(rows) if total is None else total
     if not rows and not any(total):
         return f"no usage recorded for user {user_id!r}"
-    lines = [[r.label, *map(str, r.totals)] for r in rows]
-    lines.append(["TOTAL", *map(str, total)])
-    return render_table(["SESSION", "REQUESTS", "INPUT", "OUTPUT", "TOTAL TOKENS"], lines)
+    lines = [[r.session_id, r.branch_id or MAIN_BRANCH, *map(str, r.totals)] for r in rows]
+    lines.append(["TOTAL", "", *map(str, total)])
+    return render_table(["SESSION", "BRANCH", "REQUESTS", "INPUT", "OUTPUT", "TOTAL TOKENS"],
+                        lines)
 
 
 def run_usage(ctx: CliContext) -> int:

@@ -163,4 +163,4 @@ def test_convlog_usage_totals_come_from_the_user_item(
     assert shown.code == 0
     rows = {line.split()[0]: line.split()[1:] for line in shown.out.splitlines()
             if line.split() and line.split()[0] in ("kept", "gone", "TOTAL")}
-    assert rows == {"kept": ["1", "10", "2", "12"], "TOTAL": ["3", "30", "6", "36"]}
+    assert rows == {"kept": ["main", "1", "10", "2", "12"], "TOTAL": ["3", "30", "6", "36"]}

@@ -56,9 +56,9 @@ def test_demo_prints_every_section_and_passes() -> None:
     assert "TOOL#travel/get_weather / ARGS#" in out  # the tenant's scope, not the global one
     assert "TOOL#get_weather" not in out
     sessions = out.split("== sessions of user travel/alice ==")[1].split("==")[0]
-    assert [line.split()[0] for line in sessions.strip().splitlines()[1:]] == [
-        "travel/alice-trip-paris#branch#museum-instead", "travel/alice-trip-paris",
-        "travel/alice-museums"
+    assert [line.split()[:2] for line in sessions.strip().splitlines()[1:]] == [
+        ["travel/alice-trip-paris", "museum-instead"], ["travel/alice-trip-paris", "main"],
+        ["travel/alice-museums", "main"]
     ]
     branches = out.split("(list_branches) ==")[1].split("==")[0]
     assert "main: 10 items, 3 user turns" in branches
