@@ -21,10 +21,11 @@ from collections.abc import Callable
 from .errors import ConcurrencyError, ConditionFailedError
 from .events import Event, now_iso
 from .fold import NewestFirstFold, removal_ttl
-from .history import BranchId, branch_base, branch_session_id
+from .history import MAIN_BRANCH, BranchId, branch_base, branch_session_id
 from .keys import USER_RECORD_SK_PREFIX, user_pk
 from .log import EventLog, Head, ReadResult
 from .records import AttrMap, Body, StoredEvent
+from .turns import current_turn
 from .window import Window, backoff, head_of
 
 MAX_APPEND_ATTEMPTS = 64
@@ -42,6 +43,8 @@ class AppendMixin:
     _window: Window | None
     _branch: BranchId
     _user_recorded: set[str]
+    _turns: tuple[Head, int] | None
+    """The user turns of the current branch as of a head (``store_run_usage``'s turn)."""
 
     def _ttl(self) -> int | None:
         """The expiry of an event written now (``DynamoDBSession`` defines it)."""
@@ -55,6 +58,30 @@ class AppendMixin:
         """Drop the remembered head and items (another branch, or an unknown outcome)."""
         self._head = None
         self._window = None
+        self._turns = None
+
+    def _count_turns(self, stored: StoredEvent) -> None:
+        """Carry the remembered turn count over the event that follows its head.
+
+        Only while nothing expires (time alone would change the count) and only over
+        the events whose effect on it is plain; otherwise the count is dropped, and
+        ``store_run_usage`` reads the branch.
+        """
+        turns, self._turns = self._turns, None
+        event = stored.event
+        if turns is None or stored.ttl is not None or turns[0] != Head(
+                event.seq - 1, stored.prev_hash):
+            return
+        count = turns[1]
+        if event.type == "items_added":
+            count += current_turn(event.items)
+        elif event.type == "item_popped":
+            count -= current_turn([event.item])
+        elif event.type == "session_cleared":
+            count = 0
+        elif event.type != "usage_recorded":
+            return
+        self._turns = (Head(event.seq, stored.hash), count)
 
     async def _read(self, fold: NewestFirstFold, branch_id: str | None = None) -> ReadResult:
         """Fold a branch newest-first; past its own events, its parent's prefix."""
@@ -69,7 +96,11 @@ class AppendMixin:
         self, build: Callable[[int, str], Event], payload: Body | None = None,
         object_key: str | None = None,
     ) -> StoredEvent:
-        head = self._head or await self._log.read_head(self._sid())
+        head = self._head
+        if head is None:
+            head = await self._log.read_head(self._sid())
+            if head == Head() and self._branch == MAIN_BRANCH:
+                self._turns = (head, 0)  # no event at all: no turn yet
         ts = now_iso()
         for attempt in range(MAX_APPEND_ATTEMPTS):
             event = build(head.seq + 1, ts)
@@ -136,6 +167,7 @@ class AppendMixin:
 
     def _remember(self, stored: StoredEvent) -> None:
         self._user_recorded.add(stored.event.session_id)
+        self._count_turns(stored)
         window, self._window = self._window, None
         if (window is not None and window.head == Head(stored.event.seq - 1, stored.prev_hash)
                 and window.advance(stored)):

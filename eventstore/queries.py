@@ -4,6 +4,14 @@
 ``get_tool_usage`` fold a branch (the current one unless ``branch_id`` names another)
 and hand its items to the pure functions of ``eventstore.turns``.
 
+What each reads: ``get_conversation_by_turns`` and ``get_tool_usage`` need only the
+items, so they read what ``get_items`` reads (the projected snapshot and the events
+newer than it, newest first, stopping at a clear). ``get_conversation_turns`` and
+``find_turns_by_content`` report when each user message was added, which the snapshot
+does not keep, so they fold the branch's whole history (``eventstore.history``), as
+``get_turn_usage`` and ``get_session_usage`` do (usage per turn depends on the order of
+pops and usage events).
+
 Example:
     ```python
     session = DynamoDBSession("chat", client, "agent_sessions")
@@ -18,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from .branches import SessionLike
+from .fold import NewestFirstFold
 from .turns import conversation_by_turns, conversation_turns, find_turns, tool_usage
 
 
@@ -40,10 +49,10 @@ class QueryMixin:
         self: SessionLike, branch_id: str | None = None
     ) -> dict[int, list[dict[str, str | None]]]:
         """Items of a branch grouped by turn: ``{turn: [{"type", "tool_name"}, ...]}``."""
-        return conversation_by_turns((await self._history(branch_id)).items)
+        return conversation_by_turns((await self._read(NewestFirstFold(), branch_id)).items)
 
     async def get_tool_usage(
         self: SessionLike, branch_id: str | None = None
     ) -> list[tuple[str, int, int]]:
         """``(tool name, calls, turn)`` per tool and turn of a branch."""
-        return tool_usage((await self._history(branch_id)).items)
+        return tool_usage((await self._read(NewestFirstFold(), branch_id)).items)

@@ -35,6 +35,7 @@ from .log import EventLog, Head
 from .ownership import set_owner
 from .payloads import PayloadStore
 from .queries import QueryMixin
+from .turns import current_turn
 from .usage import UsageMixin
 from .window import POP_WINDOW, Window, backoff, event_of
 
@@ -148,6 +149,7 @@ class DynamoDBSession(
                              payloads=payloads)
         self._head: Head | None = None
         self._window: Window | None = None
+        self._turns: tuple[Head, int] | None = None
         self._branch: BranchId = MAIN_BRANCH
         self._ambiguous: set[str] = set()  # tokens whose write may have landed
         self._context_pops: Counter[str] = Counter()
@@ -190,6 +192,8 @@ class DynamoDBSession(
             self._keep(Window(result.head or Head(), newest,
                               len(newest) == len(result.items), fold.expiring,
                               result.ttls[-POP_WINDOW:]))
+            self._turns = None if fold.expiring else (
+                result.head or Head(), current_turn(result.items))
         elif result.head is not None:
             self._head = result.head
         items: list[TResponseInputItem] = result.items
@@ -310,6 +314,7 @@ class DynamoDBSession(
                     window = None
                 continue
             self._user_recorded.add(self._sid())
+            self._count_turns(stored)
             window.advance(stored)
             self._keep(window)
             popped: TResponseInputItem = item

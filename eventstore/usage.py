@@ -19,12 +19,27 @@ Example:
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
+from .appends import MAX_APPEND_ATTEMPTS
 from .branches import SessionLike
-from .events import USAGE_FIELDS, UsageRecorded
+from .errors import ConcurrencyError, ConditionFailedError
+from .events import USAGE_FIELDS, UsageRecorded, now_iso
+from .fold import NewestFirstFold
 from .history import MAIN_BRANCH
+from .log import Head
+from .records import AttrMap
 from .turns import current_turn
+from .window import backoff
+
+
+class UsageSession(SessionLike, Protocol):
+    """What ``store_run_usage`` needs beyond ``SessionLike``: the remembered head."""
+
+    _head: Head | None
+    _turns: tuple[Head, int] | None
+
+    def _user_record(self) -> AttrMap | None: ...
 
 
 def usage_record(usage: Any) -> dict[str, Any]:
@@ -39,25 +54,43 @@ def usage_record(usage: Any) -> dict[str, Any]:
 class UsageMixin:
     """``store_run_usage``, ``get_session_usage`` and ``get_turn_usage``."""
 
-    async def store_run_usage(self: SessionLike, result: Any) -> None:
+    async def store_run_usage(self: UsageSession, result: Any) -> None:
         """Record a run's usage against the current user turn of the current branch.
 
         Call it after ``Runner.run``. Nothing is written when the run has no usage or
-        the branch has no user turn yet.
+        the branch has no user turn yet. It costs one write when this object knows the
+        turn count at its head (after its own ``add_items``, ``pop_item`` or a full
+        ``get_items``, with no TTL in play); otherwise one newest-first read first (the
+        snapshot and newer events, as ``get_items``). The write is at ``head + 1``, so
+        a concurrent write makes it read again rather than count a stale turn.
         """
         usage = getattr(getattr(result, "context_wrapper", None), "usage", None)
         if usage is None:
             return
-        turn = current_turn((await self._history()).items)
-        if turn == 0:
-            return
         record = usage_record(usage)
         token = uuid.uuid4().hex
-        await self._append(
-            lambda seq, ts: UsageRecorded(
-                session_id=self._sid(), seq=seq, ts=ts, user_id=self.user_id, token=token,
-                turn=turn, usage=record,
-            )
+        known = self._turns if self._turns is not None and self._turns[0] == self._head else None
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            if known is None:
+                read = await self._read(NewestFirstFold())
+                known = (read.head or Head(), current_turn(read.items))
+            head, turn = known
+            if turn == 0:
+                return
+            event = UsageRecorded(session_id=self._sid(), seq=head.seq + 1, ts=now_iso(),
+                                  user_id=self.user_id, token=token, turn=turn, usage=record)
+            try:
+                stored = await self._log.put(event, head.hash, ttl=self._ttl(),
+                                             extra=self._user_record())
+            except ConditionFailedError:
+                self._forget()
+                known = None
+                await backoff(attempt)
+                continue
+            self._remember(stored)
+            return
+        raise ConcurrencyError(
+            f"store_run_usage on session {self.session_id!r} lost {MAX_APPEND_ATTEMPTS} races"
         )
 
     async def get_session_usage(
