@@ -30,12 +30,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .client import DynamoClient, wrap_client
-from .errors import ConditionFailedError, InvalidInputError
+from .errors import ConditionFailedError, InvalidInputError, StorageError
 from .events import USAGE_FIELDS
 from .keys import user_index_problem, user_pk
 from .records import StoredEvent
@@ -44,6 +45,7 @@ USAGE_SHARDS = 8
 USAGE_SK_PREFIX = "USAGE#"
 MARK_PREFIX = "s#"
 MAX_ATTEMPTS = 8
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ async def add_user_usage(
     """Count ``spent`` (seq order) toward ``user_id``, each event at most once.
 
     Returns:
-        How many of the events were newly counted (``0``: all were counted before).
+        How many of the events were newly counted (``0``: all were counted before, or
+        the shard item is full: DynamoDB refused to grow it past 400 KB; that is logged
+        and the events are left uncounted rather than holding up the session's views).
     """
     pending = list(spent)
     for _ in range(MAX_ATTEMPTS):
@@ -133,6 +137,11 @@ async def add_user_usage(
             mark = int((exc.item or {}).get(MARK_PREFIX + partition, {}).get("N", "0"))
             pending = [s for s in pending if s[0] > mark]  # counted before: a redelivery
             continue
+        except StorageError as exc:
+            if exc.code != "ValidationException":
+                raise
+            _log.error("usage of %s not counted for user %s: %s", partition, user_id, exc)
+            return 0
         return len(pending)
     raise ConditionFailedError(f"usage of {partition!r} for {user_id!r}: the mark kept moving")
 

@@ -164,3 +164,18 @@ def test_convlog_usage_totals_come_from_the_user_item(
     rows = {line.split()[0]: line.split()[1:] for line in shown.out.splitlines()
             if line.split() and line.split()[0] in ("kept", "gone", "TOTAL")}
     assert rows == {"kept": ["main", "1", "10", "2", "12"], "TOTAL": ["3", "30", "6", "36"]}
+
+
+async def test_a_full_shard_item_is_logged_not_a_blocked_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from eventstore.errors import StorageError
+    from eventstore.user_usage import add_user_usage
+
+    class FullItem:  # fault injection: DynamoDB refuses to grow the item past 400 KB
+        async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+            raise StorageError("update_item: ValidationException: Item size has exceeded "
+                               "the maximum allowed size", code="ValidationException")
+
+    assert await add_user_usage(FullItem(), "t", "ann", "s1", [(2, (1, 1, 1, 2))]) == 0  # type: ignore[arg-type]
+    assert "usage of s1 not counted for user ann" in caplog.text

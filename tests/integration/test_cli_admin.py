@@ -67,9 +67,10 @@ def test_sessions_lists_newest_first_in_pages(
     first = cli(capsys, endpoint, table, "sessions", "--user", "alice", "--limit", "2")
     assert first.code == 0
     lines = first.out.strip().splitlines()
-    assert lines[0].split() == ["SESSION", "LAST", "ACTIVE", "ITEMS", "TITLE"]
+    assert lines[0].split() == ["SESSION", "BRANCH", "LAST", "ACTIVE", "ITEMS", "TITLE"]
     assert [line.split()[0] for line in lines[1:3]] == world["alice"][::-1][:2]
-    assert lines[1].split()[2] == "4" and "weather in Oslo? (0)" in lines[1]
+    assert lines[1].split()[1] == "main"
+    assert lines[1].split()[3] == "4" and "weather in Oslo? (0)" in lines[1]
     cursor = lines[3].split("--cursor ")[1]
     second = cli(capsys, endpoint, table, "sessions", "--user", "alice", "--limit", "2",
                  "--cursor", cursor, "--format", "json")
