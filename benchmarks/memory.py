@@ -14,7 +14,7 @@ Prints a Markdown table (the README's figures come from it).
 
 Example:
     ```
-    python -m benchmarks.memory --sizes 1,10,100 --events 10000,30000
+    python -m benchmarks.memory --sizes 1,10,100 --events 10000,100000
     ```
 """
 
@@ -108,11 +108,17 @@ async def _child(op: str, url: str, table: str, session_id: str, arg: int) -> di
             "result": result}
 
 
-def _run_child(op: str, url: str, table: str, session_id: str, arg: int = 0) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", "--child", op, url, table, session_id,
-         str(arg)], capture_output=True, text=True, check=True,
-    )
+def _run_child(
+    op: str, url: str, table: str, session_id: str, arg: int = 0, timeout: float | None = None
+) -> dict[str, Any]:
+    """Run one operation in a fresh process; ``{"timeout": s}`` if it did not finish."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.memory", "--child", op, url, table, session_id,
+             str(arg)], capture_output=True, text=True, check=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"op": op, "timeout": timeout}
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 
@@ -139,6 +145,74 @@ def _history(client: Any, table: str, session_id: str, events: int) -> None:
             batch = []
 
 
+EVENT_OPS = ["projector", "get10", "get", "verify", "replay"]
+DEFAULT_SIZES, DEFAULT_EVENTS = [1, 10, 100], [10_000, 100_000]
+CHILD_TIMEOUT_SECONDS = 900.0
+
+
+def measure_memory(
+    url: str, db: Any, s3: Any, sizes: list[int], events: list[int],
+    timeout: float | None = CHILD_TIMEOUT_SECONDS, step: Any = None,
+) -> dict[str, Any]:
+    """Every figure of both tables, each from its own child process.
+
+    Args:
+        url: The embedded endpoint (the children connect to it).
+        db: A DynamoDB client of that endpoint (setup: tables, histories).
+        s3: An S3 client of that endpoint.
+        sizes: Item sizes in MB (add and get of one item each).
+        events: Session lengths (peak RSS of each operation in ``EVENT_OPS``).
+        timeout: A child still running after this many seconds is stopped and reported.
+        step: Called with a short description before each group (progress).
+    """
+    from eventstore import create_bucket_if_not_exists, create_table_if_not_exists
+
+    asyncio.run(create_bucket_if_not_exists(s3, BUCKET))
+    data: dict[str, Any] = {"sizes": [], "events": [], "timeout": timeout}
+    for mb in sizes:
+        if step:
+            step(f"memory: add and get of one {mb} MB item")
+        table = f"bench-{uuid.uuid4().hex[:8]}"
+        asyncio.run(create_table_if_not_exists(db, table))
+        add = _run_child("add", url, table, "big", mb, timeout)
+        get = _run_child("get", url, table, "big", mb, timeout)
+        data["sizes"].append({"mb": mb, "add": add, "get": get})
+    for count in events:
+        if step:
+            step(f"memory: {count:,} events (write, then {', '.join(EVENT_OPS)})")
+        table = f"bench-{uuid.uuid4().hex[:8]}"
+        asyncio.run(create_table_if_not_exists(db, table))
+        started = time.perf_counter()
+        _history(db, table, "long", count)
+        written = time.perf_counter() - started
+        ops = {op: _run_child(op, url, table, "long", 0, timeout) for op in EVENT_OPS}
+        data["events"].append({"events": count, "write_seconds": written, "ops": ops})
+    return data
+
+
+def _cell(figure: dict[str, Any], what: str) -> str:
+    if "timeout" in figure:
+        return f"not done in {figure['timeout']:.0f} s"
+    return f"{figure['seconds']:.1f}" if what == "s" else f"+{figure['peak_mb']:.0f} MB"
+
+
+def memory_tables(data: dict[str, Any]) -> str:
+    """The two Markdown tables of ``measure_memory``'s figures."""
+    lines = ["| one item | add: s | add: peak RSS | get_items: s | get_items: peak RSS |",
+             "|---|---|---|---|---|"]
+    for row in data["sizes"]:
+        lines.append(f"| {row['mb']} MB | {_cell(row['add'], 's')} | "
+                     f"{_cell(row['add'], 'rss')} | {_cell(row['get'], 's')} | "
+                     f"{_cell(row['get'], 'rss')} |")
+    lines += ["", "| events (one ~150-byte item each) | projector (pump + handler, batches "
+              "of 100) | get_items(limit=10) | get_items() | verify | replay --format jsonl |",
+              "|---|---|---|---|---|---|"]
+    for row in data["events"]:
+        cells = [_cell(row["ops"][op], "rss") for op in EVENT_OPS]
+        lines.append(f"| {row['events']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the measurements and print the Markdown tables."""
     args = sys.argv[1:] if argv is None else argv
@@ -147,36 +221,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(_child(op, url, table, session_id, int(arg)))))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory")
-    parser.add_argument("--sizes", default="1,10,100", help="item sizes in MB")
-    parser.add_argument("--events", default="10000,30000", help="session lengths")
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
+                        help="item sizes in MB")
+    parser.add_argument("--events", default=",".join(map(str, DEFAULT_EVENTS)),
+                        help="session lengths")
+    parser.add_argument("--timeout", type=float, default=CHILD_TIMEOUT_SECONDS,
+                        help="seconds one measured operation may take")
     opts = parser.parse_args(args)
     from convlog.local import EmbeddedEndpoint
-    from eventstore import create_bucket_if_not_exists, create_table_if_not_exists
 
     with EmbeddedEndpoint() as endpoint:
-        db, s3 = endpoint.client(), endpoint.client("s3")
-        asyncio.run(create_bucket_if_not_exists(s3, BUCKET))
-        print("| one item | add: s | add: peak RSS | get_items: s | get_items: peak RSS |")
-        print("|---|---|---|---|---|")
-        for mb in (int(v) for v in opts.sizes.split(",")):
-            table = f"bench-{uuid.uuid4().hex[:8]}"
-            asyncio.run(create_table_if_not_exists(db, table))
-            add = _run_child("add", endpoint.url, table, "big", mb)
-            get = _run_child("get", endpoint.url, table, "big", mb)
-            print(f"| {mb} MB | {add['seconds']:.1f} | +{add['peak_mb']:.0f} MB | "
-                  f"{get['seconds']:.1f} | +{get['peak_mb']:.0f} MB |", flush=True)
-        print()
-        ops = ["projector", "get10", "get", "verify", "replay"]
-        print("| events | projector | get_items(limit=10) | get_items() | verify | "
-              "replay --format jsonl |")
-        print("|---|---|---|---|---|---|")
-        for events in (int(v) for v in opts.events.split(",")):
-            table = f"bench-{uuid.uuid4().hex[:8]}"
-            asyncio.run(create_table_if_not_exists(db, table))
-            _history(db, table, "long", events)
-            cells = [f"+{_run_child(op, endpoint.url, table, 'long')['peak_mb']:.0f} MB"
-                     for op in ops]
-            print(f"| {events:,} | " + " | ".join(cells) + " |", flush=True)
+        data = measure_memory(
+            endpoint.url, endpoint.client(), endpoint.client("s3"),
+            [int(v) for v in opts.sizes.split(",") if v],
+            [int(v) for v in opts.events.split(",") if v], opts.timeout,
+            step=lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr,
+                                    flush=True),
+        )
+    print(memory_tables(data))
     return 0
 
 

@@ -267,3 +267,51 @@ def chart(results: Results, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def cold_note(results: Results) -> str:
+    cold = results.add_cold.get("convlog", {})
+    if not cold:
+        return ""
+    counts = sorted({f.requests for f in cold.values() if f.requests is not None})
+    rcus = sorted({f.rcu for f in cold.values() if f.rcu is not None})
+    return (
+        "The convlog rows are a session object in use (it knows its head). The first "
+        "`add_items` of a new session object reads the head first (one `Query` with "
+        f"`Limit=1`): {' or '.join(str(c) for c in counts)} requests, "
+        f"{' or '.join(n(r, 1) for r in rcus)} RCU and the same WCU, "
+        "at every length above."
+    )
+
+
+def projector_note(results: Results) -> str:
+    p = results.projector or {}
+    if "events" not in p:
+        return ""
+    return (
+        f"{p['events']:,} `items_added` events (one turn each), interleaved over "
+        f"{p['sessions']} sessions, written with `BatchWriteItem` as the exact items "
+        "`add_items` writes (same encoder and hash chain) so that building the stream "
+        f"does not dominate the run ({p['build_seconds']:.1f} s). The stream pump delivered "
+        f"them in {p['batches']} batches to `stream_handlers.projector`; "
+        "\"events/s through the handler\" counts time inside the handler only, \"end to end\" "
+        "adds the pump's `GetRecords` polling, which moto serves slowly; both are bound by "
+        "moto, which sorts the whole table on every `Query`. View writes are the handler "
+        "client's write requests: per batch, the views of all its sessions are read with "
+        "`BatchGetItem` (a snapshot split into parts with one `Query`), then each session "
+        "costs the conditional writes of its snapshot and meta item, so view writes per "
+        "event fall as more of a session's events share a batch "
+        "(`--projector-sessions` changes the interleaving). With one session, every batch "
+        "rewrites the whole snapshot, which grows with the session: "
+        + first_last_note(p)
+    )
+
+
+def first_last_note(p: dict[str, Any]) -> str:
+    first_last = p.get("first_last")
+    if not first_last:
+        return "the stream was too short to compare its first and last 1,000 events."
+    return (
+        f"the first 1,000 events went through at {first_last['first']:.1f} events/s, the "
+        f"last 1,000 at {first_last['last']:.1f}."
+    )

@@ -12,13 +12,22 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from convlog.local import EmbeddedEndpoint
 from eventstore.log import FIRST_PAGE
 
 from . import report, scenarios, targets
+from .memory import DEFAULT_EVENTS, DEFAULT_SIZES, measure_memory, memory_tables
 from .projector import run_projector
+from .readme import (
+    HEADLINE_AT,
+    MEMORY_END,
+    MEMORY_START,
+    memory_block,
+    readme_section,
+    replace_block,
+    update_readme,
+)
 from .subjects import (
     PEER_PACKAGE,
     ConvlogSubject,
@@ -34,7 +43,6 @@ BASELINE = ROOT / "benchmarks" / "baseline_projector.json"
 FULL_LENGTHS = [10, 100, 1_000, 5_000, 10_000]
 QUICK_LENGTHS = [100, 1_000, 10_000]
 LAG_BASE, LAGS = 1_000, [100, 1_000]  # a 1,000-item session, then 100 and 1,000 events
-HEADLINE_AT = 1_000
 
 
 def _env() -> None:
@@ -53,12 +61,17 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+STEPS = ("checkpoints", "lagging", "limits", "concurrency", "projector", "delayed",
+         "memory")
+
+
 async def measure_all(args: argparse.Namespace) -> scenarios.Results:
-    """Run every scenario against every implementation on one embedded endpoint."""
+    """Run every scenario (or those of ``--only``) on one embedded endpoint."""
     from aiobotocore.session import get_session
 
     lengths = QUICK_LENGTHS if args.quick else FULL_LENGTHS
     results = scenarios.Results(lengths=lengths, reps=args.reps or (5 if args.quick else 10))
+    steps = set(args.only or STEPS)
     with EmbeddedEndpoint() as endpoint, tempfile.TemporaryDirectory() as tmp:
         shadow = endpoint.client("dynamodb")
         aio = get_session()
@@ -80,24 +93,49 @@ async def measure_all(args: argparse.Namespace) -> scenarios.Results:
             results.labels["convlog-noproj"] = "convlog, projector off (no snapshot)"
             if convlog.projector_error:
                 results.notes.append(convlog.projector_error)
-            _step("history checkpoints")
-            await scenarios.checkpoints(results, subjects)
-            _step("reads behind a lagging projector")
-            if convlog.pump is not None:
+            if "checkpoints" in steps:
+                _step("history checkpoints")
+                await scenarios.checkpoints(results, subjects)
+            if "lagging" in steps and convlog.pump is not None:
+                _step("reads behind a lagging projector")
                 await scenarios.lagging(results, convlog, LAG_BASE, LAGS)
-            _step("largest session")
-            await scenarios.limits(results, subjects)
-            _step("concurrency")
-            for subject in subjects:
-                await scenarios.concurrency(results, subject)
+            if "limits" in steps:
+                _step("largest session")
+                await scenarios.limits(results, subjects)
+            if "concurrency" in steps:
+                _step("concurrency")
+                for subject in subjects:
+                    await scenarios.concurrency(results, subject)
             for subject in subjects:
                 await subject.close()
-        _step("projector")
-        events = 3_000 if args.quick else 10_000
-        results.projector = await run_projector(endpoint, events, args.projector_sessions)
-        results.delayed = await targets.delayed_projector(endpoint)
+        if "projector" in steps:
+            _step("projector")
+            events = 3_000 if args.quick else 10_000
+            results.projector = await run_projector(endpoint, events, args.projector_sessions)
+        if "delayed" in steps:
+            _step("projector at 5 ms per request")
+            results.delayed = await targets.delayed_projector(endpoint)
         results.baseline = targets.load_baseline(BASELINE)
+        if "memory" in steps:
+            results.memory = await asyncio.to_thread(
+                measure_memory, endpoint.url, endpoint.client(), endpoint.client("s3"),
+                DEFAULT_SIZES[:2] if args.quick else DEFAULT_SIZES,
+                DEFAULT_EVENTS[:1] if args.quick else DEFAULT_EVENTS, step=_step)
     return results
+
+
+def _partial(results: scenarios.Results, steps: set[str]) -> str:
+    """The tables of an ``--only`` run's steps."""
+    parts = []
+    if "delayed" in steps:
+        parts += [targets.delayed_table(results), targets.baseline_note(results)]
+    if "projector" in steps:
+        parts += [report.projector_table(results), report.projector_note(results)]
+    if "memory" in steps and results.memory:
+        parts.append(memory_tables(results.memory))
+    if steps & {"checkpoints", "lagging", "limits", "concurrency"}:
+        parts.append(f"(tables of {', '.join(sorted(steps))} need the full run)")
+    return "\n\n".join(parts)
 
 
 def _step(name: str) -> None:
@@ -174,7 +212,7 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "",
         report.add_table(results),
         "",
-        _cold_note(results),
+        report.cold_note(results),
         "",
         "## get_items()",
         "",
@@ -234,13 +272,27 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "sessions; the handler's client talks to the endpoint through a proxy on "
         "127.0.0.1 that adds 5 ms to every request (`benchmarks/proxy.py`, DynamoDB's "
         "network latency) and serves requests concurrently; events/s counts time inside "
-        "the handler. " + _baseline_note(results),
+        "the handler. " + targets.baseline_note(results),
         "",
         "## Projector",
         "",
         report.projector_table(results),
         "",
-        _projector_note(results),
+        report.projector_note(results),
+        "",
+        "## Large payloads and peak memory (issue 13)",
+        "",
+        memory_tables(results.memory) if results.memory else "(not measured in this run)",
+        "",
+        "Each figure comes from a fresh child process (`benchmarks/memory.py`): the peak RSS "
+        "above its resident size just before the call. Top: `add_items` and `get_items()` "
+        "of one item of base64 text (poorly compressible) with a payload bucket and "
+        "`max_add_bytes` raised to 128 MiB. Bottom: a session of N events (one ~150-byte "
+        "item each, written with `BatchWriteItem` as `add_items` writes them); the "
+        "projector is the stream pump feeding `stream_handlers.projector` from "
+        "`TRIM_HORIZON` in batches of 100, so its figure includes the pump's buffered "
+        "records. An operation still running after "
+        f"{(results.memory or {}).get('timeout') or 0:.0f} s is stopped and reported so.",
         "",
         "## Environment",
         "",
@@ -252,111 +304,6 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
     if results.notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in results.notes]
     return "\n".join(parts) + "\n"
-
-
-def _cold_note(results: scenarios.Results) -> str:
-    cold = results.add_cold.get("convlog", {})
-    if not cold:
-        return ""
-    counts = sorted({f.requests for f in cold.values() if f.requests is not None})
-    rcus = sorted({f.rcu for f in cold.values() if f.rcu is not None})
-    return (
-        "The convlog rows are a session object in use (it knows its head). The first "
-        "`add_items` of a new session object reads the head first (one `Query` with "
-        f"`Limit=1`): {' or '.join(str(c) for c in counts)} requests, "
-        f"{' or '.join(report.n(r, 1) for r in rcus)} RCU and the same WCU, "
-        "at every length above."
-    )
-
-
-def _baseline_note(results: scenarios.Results) -> str:
-    base = results.baseline
-    if not base:
-        return "No \"before\" figures: `benchmarks/baseline_projector.json` is missing."
-    return (
-        f"\"Before\" is the projector at commit `{base['commit']}` (one `Query` per "
-        "session, then its two writes, sessions eight at a time), measured by the same "
-        f"function on {base['measured']} (`python -m benchmarks --projector-baseline "
-        "benchmarks/baseline_projector.json` on that commit), not in this run; \"after\" "
-        "is this run. Both runs are bound by the CPU of moto and of the clients on this "
-        "shared machine more than by the 5 ms."
-    )
-
-
-def _projector_note(results: scenarios.Results) -> str:
-    p = results.projector or {}
-    if "events" not in p:
-        return ""
-    return (
-        f"{p['events']:,} `items_added` events (one turn each), interleaved over "
-        f"{p['sessions']} sessions, written with `BatchWriteItem` as the exact items "
-        "`add_items` writes (same encoder and hash chain) so that building the stream "
-        f"does not dominate the run ({p['build_seconds']:.1f} s). The stream pump delivered "
-        f"them in {p['batches']} batches to `stream_handlers.projector`; "
-        "\"events/s through the handler\" counts time inside the handler only, \"end to end\" "
-        "adds the pump's `GetRecords` polling, which moto serves slowly; both are bound by "
-        "moto, which sorts the whole table on every `Query`. View writes are the handler "
-        "client's write requests: per batch, the views of all its sessions are read with "
-        "`BatchGetItem` (a snapshot split into parts with one `Query`), then each session "
-        "costs the conditional writes of its snapshot and meta item, so view writes per "
-        "event fall as more of a session's events share a batch "
-        "(`--projector-sessions` changes the interleaving). With one session, every batch "
-        "rewrites the whole snapshot, which grows with the session: "
-        + _first_last_note(p)
-    )
-
-
-def _first_last_note(p: dict[str, Any]) -> str:
-    first_last = p.get("first_last")
-    if not first_last:
-        return "the stream was too short to compare its first and last 1,000 events."
-    return (
-        f"the first 1,000 events went through at {first_last['first']:.1f} events/s, the "
-        f"last 1,000 at {first_last['last']:.1f}."
-    )
-
-
-README_START = "<!-- section: benchmarks (owner: benchmarks) -->"
-README_END = "<!-- /section: benchmarks -->"
-
-
-def readme_section(results: scenarios.Results, args: argparse.Namespace) -> str:
-    """The README's benchmarks section: the command and the summary table."""
-    at = HEADLINE_AT if HEADLINE_AT in results.lengths else max(results.lengths)
-    mode = " (`--quick` run)" if args.quick else ""
-    return "\n".join([
-        "## Benchmarks",
-        "",
-        "```bash",
-        "pip install -r benchmarks/requirements.txt && python -m benchmarks   # --quick: a few min",
-        "```",
-        "",
-        "It runs convlog, the single-item `DynamoDBSession` of `openai-agents-session` and "
-        "the SDK's `SQLiteSession` side by side on the embedded endpoint, prints the tables, "
-        "rewrites [BENCHMARKS.md](BENCHMARKS.md) (method, every figure, caveats) and "
-        "[the chart](benchmarks/cost_vs_history.png), and copies this summary here. "
-        "Capacity units are computed from item sizes with DynamoDB's rounding rules; "
-        "`tests/integration/test_costs.py` asserts convlog's request and capacity figures "
-        f"in CI. Summary as generated{mode}:",
-        "",
-        report.headline(results, at),
-        "",
-        "Issue 14's targets, from the same run (wall-clock figures on moto, whose `Query` "
-        "walks the whole table; see BENCHMARKS.md):",
-        "",
-        targets.targets_table(results),
-    ])
-
-
-def update_readme(path: Path, section: str) -> bool:
-    """Replace the text between this section's markers in README.md (nothing else)."""
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        return False
-    body = text[: start + len(README_START)] + "\n" + section + "\n" + text[end:]
-    path.write_text(body, encoding="utf-8")
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
                         help="README whose benchmarks section receives the summary")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--only", action="append", choices=STEPS, metavar="STEP",
+                        help=f"run only this step (repeatable; one of {', '.join(STEPS)}); "
+                             "figures of the others are missing, so use it with --no-write")
     parser.add_argument("--projector-baseline", type=Path, metavar="JSON",
                         help="measure only the projector at 5 ms per request; write JSON")
     args = parser.parse_args(argv)
@@ -380,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         return targets.write_baseline(args.projector_baseline)
     start = time.perf_counter()
     results = asyncio.run(measure_all(args))
+    if args.only:  # a partial run: print what it measured, write nothing
+        print(_partial(results, set(args.only)))
+        print(f"measured in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return 0
     text = render(results, args, time.perf_counter() - start)
     print(text)
     if not args.no_write:
@@ -387,5 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         report.chart(results, args.chart)
         if args.readme.exists():
             update_readme(args.readme, readme_section(results, args))
+            if results.memory:
+                when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+                replace_block(args.readme, MEMORY_START, MEMORY_END, memory_block(
+                    results.memory, "--quick" if args.quick else "full", when))
         print(f"wrote {args.output}, {args.chart} and the README section", file=sys.stderr)
     return 0

@@ -88,6 +88,7 @@ class Results:
     projector: dict[str, Any] | None = None
     delayed: list[dict[str, Any]] = field(default_factory=list)
     baseline: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

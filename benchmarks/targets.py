@@ -191,3 +191,17 @@ def targets_table(results: Results) -> str:
     lines = ["| figure | target | measured in this run | verdict |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {_verdict(d)} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+def baseline_note(results: Results) -> str:
+    base = results.baseline
+    if not base:
+        return "No \"before\" figures: `benchmarks/baseline_projector.json` is missing."
+    return (
+        f"\"Before\" is the projector at commit `{base['commit']}` (one `Query` per "
+        "session, then its two writes, sessions eight at a time), measured by the same "
+        f"function on {base['measured']} (`python -m benchmarks --projector-baseline "
+        "benchmarks/baseline_projector.json` on that commit), not in this run; \"after\" "
+        "is this run. Both runs are bound by the CPU of moto and of the clients on this "
+        "shared machine more than by the 5 ms."
+    )
