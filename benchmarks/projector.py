@@ -168,6 +168,7 @@ async def run_delayed(
         "requests": usage.requests,
         "requests_per_batch": usage.requests / len(batches) if batches else None,
         "operations": dict(usage.operations),
+        "proxied": dict(proxy.seen),
         "first_last": _first_last(batches, 1_000),
     }
 
