@@ -38,12 +38,14 @@ def readme_section(results: scenarios.Results, args: argparse.Namespace) -> str:
         "",
         "```bash",
         "pip install -r benchmarks/requirements.txt && python -m benchmarks   # --quick: a few min",
+        "python -m benchmarks --only delayed --only memory --no-write   # single steps, printed",
         "```",
         "",
         "It runs convlog, the single-item `DynamoDBSession` of `openai-agents-session` and "
         "the SDK's `SQLiteSession` side by side on the embedded endpoint, prints the tables, "
         "rewrites [BENCHMARKS.md](BENCHMARKS.md) (method, every figure, caveats) and "
-        "[the chart](benchmarks/cost_vs_history.png), and copies this summary here. "
+        "[the chart](benchmarks/cost_vs_history.png), and copies this summary here and "
+        "the memory tables into [Large payloads](#large-payloads-caps-and-memory). "
         "Capacity units are computed from item sizes with DynamoDB's rounding rules; "
         "`tests/integration/test_costs.py` asserts convlog's request and capacity figures "
         f"in CI. Summary as generated{mode}:",
