@@ -7,8 +7,10 @@ process), each operation run in a fresh child process so that its peak RSS is it
   files and images are), with a payload bucket and ``max_add_bytes`` raised to 128 MiB;
 * peak RSS above the child's resident size before the call, of ``get_items(limit=10)``,
   ``get_items()``, ``verify``, ``replay`` (``--format jsonl``: streamed) and the projector
-  (the stream pump feeding ``stream_handlers`` from ``TRIM_HORIZON``, batches of 100) on
-  a session of N events of one ~150-byte item each.
+  on a session of N events of one ~150-byte item each. The projector child is the
+  stream pump feeding ``stream_handlers`` the session's last ``STREAM_TAIL`` events in
+  batches of 100, its views brought to the event before them by the same handler
+  (``_history``): the peak of projecting a long session, batch by batch.
 
 Prints a Markdown table (the README's figures come from it).
 
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from eventstore.events import GENESIS_HASH, ItemsAdded, chain_hash, payload_data, payload_digest
@@ -126,23 +129,63 @@ def _run_child(
 # ---- parent: set up, run the children, print the tables ----------------------------------
 
 
-def _history(client: Any, table: str, session_id: str, events: int) -> None:
-    """Write ``events`` chained events straight to the table (25 per BatchWriteItem)."""
-    rng, prev, batch = random.Random(events), GENESIS_HASH, []
+STREAM_TAIL = 1_000
+"""Events the measured projector child receives through the stream (10 batches)."""
+PRIMING_BATCH = 10_000
+
+
+def _history(client: Any, s3: Any, table: str, session_id: str, events: int) -> None:
+    """A session of ``events`` chained events whose views stand at ``events - STREAM_TAIL``.
+
+    The table starts without a stream. The first ``events - STREAM_TAIL`` events are
+    written with ``BatchWriteItem`` (25 a request) and run through the projector's own
+    handler in this process, ``PRIMING_BATCH`` records a call, as Lambda-shaped records,
+    so the session's views are the ones the projector writes; then the stream is
+    enabled and the last ``STREAM_TAIL`` events are written. The measured projector
+    child thus projects batches of a session of ``events`` events, not the whole
+    stream from its start (whose records the pump would buffer).
+    """
+    from convlog.lambda_events import lambda_record
+    from eventstore.table import STREAM_SPECIFICATION, table_definition
+    from stream_handlers.projector import build_handler
+
+    definition = table_definition(table)
+    definition.pop("StreamSpecification")
+    client.create_table(**definition)
+    handler = build_handler(client, table, s3_client=s3, bucket_name=BUCKET)
+    primed = max(0, events - STREAM_TAIL)
+    rng, prev, batch, records = random.Random(events), GENESIS_HASH, [], []
     words = ["the", "agent", "asked", "tool", "returned", "forecast", "rain", "user",
              "wanted", "umbrella"]
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/priming"
     for seq in range(1, events + 1):
         text = " ".join(rng.choice(words) for _ in range(20))
         event = ItemsAdded(session_id=session_id, seq=seq, ts="2026-11-22T10:00:00.000Z",
                            token=f"t{seq}", items=[{"role": "user", "content": text}])
         psha = payload_digest(payload_data(event))
         digest = chain_hash(prev, event, None, payload_sha256=psha)
-        batch += encode_event(event, prev, digest, ttl=None, payload_sha256=psha)
+        items = encode_event(event, prev, digest, ttl=None, payload_sha256=psha)
+        batch += items
         prev = digest
-        if len(batch) >= 25 or seq == events:
+        if seq <= primed:
+            records.append(lambda_record({
+                "eventID": f"e{seq}", "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {"Keys": {"pk": items[0]["pk"], "sk": items[0]["sk"]},
+                             "NewImage": items[0], "SequenceNumber": str(10**20 + seq),
+                             "SizeBytes": 100, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            }, arn))
+        if len(batch) >= 25 or seq in (primed, events):
             client.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": i}}
                                                           for i in batch]})
             batch = []
+        if records and (len(records) == PRIMING_BATCH or seq == primed):
+            failed = handler({"Records": records}, None)["batchItemFailures"]
+            if failed:
+                raise RuntimeError(f"priming the views failed at {failed[0]}")
+            records = []
+        if seq == primed:
+            client.update_table(TableName=table, StreamSpecification=dict(STREAM_SPECIFICATION))
 
 
 EVENT_OPS = ["projector", "get10", "get", "verify", "replay"]
@@ -181,11 +224,16 @@ def measure_memory(
         if step:
             step(f"memory: {count:,} events (write, then {', '.join(EVENT_OPS)})")
         table = f"bench-{uuid.uuid4().hex[:8]}"
-        asyncio.run(create_table_if_not_exists(db, table))
         started = time.perf_counter()
-        _history(db, table, "long", count)
+        _history(db, s3, table, "long", count)
         written = time.perf_counter() - started
-        ops = {op: _run_child(op, url, table, "long", 0, timeout) for op in EVENT_OPS}
+        # the projector first, alone (it writes the views the reads then read); the
+        # reads two at a time: each child is its own process, so its peak is its own
+        ops = {"projector": _run_child("projector", url, table, "long", 0, timeout)}
+        with ThreadPoolExecutor(2) as pool:
+            runs = {op: pool.submit(_run_child, op, url, table, "long", 0, timeout)
+                    for op in EVENT_OPS if op != "projector"}
+            ops.update({op: run.result() for op, run in runs.items()})
         data["events"].append({"events": count, "write_seconds": written, "ops": ops})
     return data
 
@@ -204,8 +252,9 @@ def memory_tables(data: dict[str, Any]) -> str:
         lines.append(f"| {row['mb']} MB | {_cell(row['add'], 's')} | "
                      f"{_cell(row['add'], 'rss')} | {_cell(row['get'], 's')} | "
                      f"{_cell(row['get'], 'rss')} |")
-    lines += ["", "| events (one ~150-byte item each) | projector (pump + handler, batches "
-              "of 100) | get_items(limit=10) | get_items() | verify | replay --format jsonl |",
+    lines += ["", f"| events (one ~150-byte item each) | projector (its last {STREAM_TAIL:,}, "
+              "batches of 100) | get_items(limit=10) | get_items() | verify | "
+              "replay --format jsonl |",
               "|---|---|---|---|---|---|"]
     for row in data["events"]:
         cells = [_cell(row["ops"][op], "rss") for op in EVENT_OPS]

@@ -288,10 +288,12 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "above its resident size just before the call. Top: `add_items` and `get_items()` "
         "of one item of base64 text (poorly compressible) with a payload bucket and "
         "`max_add_bytes` raised to 128 MiB. Bottom: a session of N events (one ~150-byte "
-        "item each, written with `BatchWriteItem` as `add_items` writes them); the "
-        "projector is the stream pump feeding `stream_handlers.projector` from "
-        "`TRIM_HORIZON` in batches of 100, so its figure includes the pump's buffered "
-        "records. An operation still running after "
+        "item each, written with `BatchWriteItem` as `add_items` writes them). The "
+        "projector figure is the stream pump feeding `stream_handlers.projector` the "
+        "session's last 1,000 events in batches of 100, after the same handler brought "
+        "its views to the event before them (in the parent, 10,000 records a call): the "
+        "peak of projecting a long session batch by batch, without the pump buffering "
+        "the whole stream. An operation still running after "
         f"{(results.memory or {}).get('timeout') or 0:.0f} s is stopped and reported so.",
         "",
         "## Environment",
