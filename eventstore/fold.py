@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .events import Event, JsonItem
 from .records import StoredEvent
@@ -46,17 +47,42 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """The older entries of a snapshot, kept in sealed chunks the projector never rewrites.
+
+    Chunk ``i`` (``0 <= i < chunks``) of ``epoch`` holds entries in order; ``chain`` is
+    the hash chain over the chunks' digests (``eventstore.chunks``), so a reader checks
+    each chunk it reads against the head. ``ttl``: the latest expiry among the sealed
+    entries (``None``: some never expire).
+    """
+
+    epoch: int
+    chunks: int
+    count: int
+    chain: str
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The state after applying every event up to and including ``seq``.
 
     ``hash`` is the hash of the event at ``seq`` (the last one folded): a reader uses a
     stored snapshot only when the event it reads at ``seq`` carries that hash.
+    ``sealed``: when set, ``entries`` is only the tail, the newest entries; the older
+    ones are in sealed chunks (the projector's view of a chunked snapshot).
     """
 
     seq: int
     entries: tuple[Entry, ...] = ()
     ttl: int | None = field(default=None, compare=False)  # as stored: its newest event's
     hash: str | None = field(default=None, compare=False)
+    sealed: Sealed | None = field(default=None, compare=False)
+
+    @property
+    def count(self) -> int:
+        """How many entries the state holds, sealed ones included."""
+        return len(self.entries) + (self.sealed.count if self.sealed else 0)
 
     def bound_to(self, stored: StoredEvent) -> bool:
         """Whether ``stored`` proves this snapshot: same seq, same hash."""
@@ -118,25 +144,63 @@ def removal_ttl(removed: Sequence[int | None], own: int | None, *, pop: bool) ->
     return max(t for t in ttls if t is not None)
 
 
+CLEARING = ("session_cleared", "branch_deleted")
+
+
 def fold_forward(
     events: Iterable[StoredEvent], start: Snapshot | None = None, *, now: float | None = None
 ) -> Snapshot:
     """Fold events (oldest first) onto ``start``; expired events are skipped.
 
     Events at or below ``start.seq`` are ignored, so a redelivered event changes nothing.
+    A ``start`` with sealed chunks is folded on its tail (``entries``); an event that
+    clears the state drops the sealed chunks too. The caller checks first
+    (``reaches_sealed``) that no event removes more than the tail holds.
     """
     at = time.time() if now is None else now
     entries = list(start.entries) if start else []
     seq = start.seq if start else 0
     digest = start.hash if start else None
+    sealed = start.sealed if start else None
     for stored in events:
         if stored.event.seq <= seq:
             continue
         seq, digest = stored.event.seq, stored.hash
         if stored.ttl is not None and stored.ttl <= at:
             continue
-        apply_event(entries, stored.event, stored.ttl)
-    return Snapshot(seq, tuple(entries), hash=digest)
+        event = stored.event
+        if event.type in CLEARING or (event.type == "items_replaced" and event.replaced is None):
+            sealed = None
+        apply_event(entries, event, stored.ttl)
+    return Snapshot(seq, tuple(entries), hash=digest, sealed=sealed)
+
+
+def reaches_sealed(start: Snapshot, events: Iterable[StoredEvent], now: float) -> bool:
+    """Whether folding ``events`` onto ``start`` removes entries beyond its tail.
+
+    A pop or a partial ``items_replaced`` deeper than the tail needs the sealed chunks
+    read back (the projector then folds the whole state and seals it anew).
+    """
+    if start.sealed is None:
+        return False
+    live = len(start.entries)
+    for stored in events:
+        event = stored.event
+        if event.seq <= start.seq or (stored.ttl is not None and stored.ttl <= now):
+            continue
+        if event.type in CLEARING or (event.type == "items_replaced" and event.replaced is None):
+            return False  # everything before is gone: no chunk is needed any more
+        if event.type == "item_popped":
+            if live == 0:
+                return True
+            live -= 1
+        elif event.type == "items_replaced":
+            if event.replaced is not None and event.replaced > live:
+                return True
+            live += len(event.items) - (event.replaced or 0)
+        elif event.type == "items_added":
+            live += len(event.items)
+    return False
 
 
 @dataclass
@@ -197,6 +261,16 @@ class NewestFirstFold:
             live = [e for e in entries if e.ttl is None or e.ttl > now] if expiring else entries
             self.expiring = self.expiring or expiring
             self._take([e.item for e in live], [e.ttl for e in live])
+        self.done = True
+
+    def feed_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Like ``feed_snapshot``, from decoded ``[item, seq, ttl]`` rows, oldest first."""
+        if not self.done:
+            now = self.now
+            expiring = any(r[2] is not None for r in rows)
+            live = [r for r in rows if r[2] is None or r[2] > now] if expiring else rows
+            self.expiring = self.expiring or expiring
+            self._take([r[0] for r in live], [r[2] for r in live])
         self.done = True
 
     def finish(self) -> None:

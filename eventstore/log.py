@@ -1,5 +1,7 @@
 """The event log of one table: conditional append, newest-first reads, full scans.
 
+The read path itself (snapshot, chunks, newest events) lives in ``eventstore.reader``.
+
 ``EventLog`` is what ``DynamoDBSession``, the CLI and the projector share. Appends are
 compare-and-swap writes at ``head + 1`` (``attribute_not_exists(pk)``); an append whose
 response was lost is retried at the same seq with the same token, and a conflict whose
@@ -17,12 +19,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .catchup import bytes_per_event, read_range_at_once
 from .client import DynamoClient, wrap_client
 from .errors import (
     AmbiguousResultError,
@@ -30,18 +29,11 @@ from .errors import (
     PayloadStoreRequiredError,
     StorageError,
 )
-from .events import GENESIS_HASH, Event, chain_hash, payload_data, payload_digest
+from .events import Event, chain_hash, payload_data, payload_digest
 from .fold import NewestFirstFold, Snapshot
-from .keys import (
-    EVENT_PREFIX,
-    SNAPSHOT_SK,
-    event_sk,
-    is_event_sk,
-    is_part_sk,
-    seq_of,
-    session_pk,
-)
+from .keys import EVENT_PREFIX, event_sk, is_part_sk, seq_of, session_pk
 from .limits import DEFAULT_MAX_STATE_BYTES, Limits
+from .reader import FIRST_PAGE, Head, ReadResult, read_newest
 from .records import (
     DIGEST_ATTR,
     AttrMap,
@@ -52,7 +44,7 @@ from .records import (
     encode_event,
     object_ref,
 )
-from .snapshots import LazySnapshot, decode_snapshot
+from .snapshots import decode_snapshot
 
 if TYPE_CHECKING:
     from .payloads import PayloadStore
@@ -62,38 +54,7 @@ STORE_HINT = (
     " to keep large payloads in S3"
 )
 AMBIGUOUS_RETRIES = 3
-# The first page holds a fresh snapshot (head, parts), META and the projector's usual
-# lag; a larger one would pay for events the snapshot already covers. Without a
-# snapshot, an unlimited read's pages grow eightfold (16, 128, 1024, 4096 rows) and a
-# limited one sizes its next page from the items per row seen so far.
-FIRST_PAGE = 16
-SLACK = 8
-SESSION_KEYS_BELOW = "T"  # EVENT#... < META < SNAPSHOT... < T
-MAX_PAGE = 4096
-
-
-@dataclass(frozen=True)
-class Head:
-    """The newest event of a session: its seq and hash (``seq == 0`` when empty)."""
-
-    seq: int = 0
-    hash: str = GENESIS_HASH
-
-    @classmethod
-    def of_item(cls, item: AttrMap) -> Head:
-        """The head an event item (or one of its parts) reveals: its ``seq`` and ``hash``."""
-        return cls(int(item["seq"]["N"]), str(item["hash"]["S"]))
-
-
-@dataclass
-class ReadResult:
-    """What a newest-first read learned: the items, the head, and the snapshot used."""
-
-    items: list[Any]
-    head: Head | None
-    snapshot_seq: int | None
-    requests: int
-    ttls: list[int | None] = field(default_factory=list)  # the expiry of each item
+__all__ = ["FIRST_PAGE", "EventLog", "Head", "ReadResult"]  # Head, ReadResult: of the reader
 
 
 class EventLog:
@@ -142,9 +103,17 @@ class EventLog:
         return await self._fetch(head, self.max_payload_bytes, "event")
 
     async def decode_snapshot(self, head: AttrMap, parts: list[AttrMap]) -> Snapshot:
-        """Decode a snapshot item (and its S3 payload, if it has one)."""
-        return decode_snapshot(head, parts,
-                               raw=await self._fetch(head, DEFAULT_MAX_STATE_BYTES, "snapshot"))
+        """Decode a version 2 snapshot item (and its S3 payload, if it has one)."""
+        return decode_snapshot(head, parts, raw=await self.fetch_state(head))
+
+    async def fetch_state(self, item: AttrMap) -> bytes | None:
+        """The canonical JSON of a snapshot body or chunk kept in S3 (verified), or ``None``.
+
+        Raises:
+            CorruptEventError: The object is missing, too large, or not what its digest says.
+            PayloadStoreRequiredError: It is in S3 and this log has no bucket.
+        """
+        return await self._fetch(item, DEFAULT_MAX_STATE_BYTES, "snapshot")
 
     async def _fetch(self, head: AttrMap, max_bytes: int, what: str) -> bytes | None:
         ref = object_ref(head)
@@ -295,89 +264,8 @@ class EventLog:
         return item
 
     async def read_newest(self, session_id: str, fold: NewestFirstFold) -> ReadResult:
-        """Fold the session newest-first from one paged consistent ``Query``.
-
-        The query runs over the whole partition, so the snapshot (if any) arrives
-        first, then the newest events; it stops as soon as ``fold`` is done. An event is
-        decoded (and its S3 payload fetched) only when the fold needs it, and so is the
-        snapshot: an event the snapshot already covers is never decoded.
-        When the first page shows a snapshot further behind than the page reaches, the
-        events from ``snapshot.seq`` on are read with ``read_range_at_once`` (one more
-        round trip).
-        """
-        snap = LazySnapshot(self.decode_snapshot, fold.now)
-        event_parts: list[AttrMap] = []
-        head: Head | None = None
-        requests = 0
-        page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
-        rows = 0
-        start_key: AttrMap | None = None
-        catch_up: tuple[int, int, int] | None = None  # events low..high, bytes per event
-        while not fold.done:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                # the sort-key condition (all of a session's keys sort below "T") makes a
-                # table without a string ``sk`` range key fail loudly instead of reading empty
-                "KeyConditionExpression": "pk = :pk AND sk < :top",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": session_pk(session_id)},
-                    ":top": {"S": SESSION_KEYS_BELOW},
-                },
-                "ScanIndexForward": False,
-                "ConsistentRead": True,
-                "Limit": page,
-            }
-            if start_key:
-                params["ExclusiveStartKey"] = start_key
-            if catch_up is not None:
-                response, sent = await self._catch_up(session_id, *catch_up)
-                requests, catch_up = requests + sent, None
-            else:
-                response = await self.db.call("query", **params)
-                requests += 1
-            rows += len(response.get("Items", []))
-            for item in response.get("Items", []):
-                sk = item["sk"]["S"]
-                if sk.startswith(EVENT_PREFIX):
-                    if is_part_sk(sk):
-                        event_parts.append(item)
-                        continue
-                    if head is None:
-                        head = Head.of_item(item)
-                    parts, event_parts = event_parts, []
-                    snapshot = await snap.proven_by(item) if snap.covers(seq_of(sk)) else None
-                    if snapshot is not None:
-                        fold.feed_snapshot(snapshot)
-                    else:
-                        fold.feed(await self.decode(item, parts))
-                elif sk.startswith(SNAPSHOT_SK):
-                    snap.add(item, is_part_sk(sk))
-                if fold.done:
-                    break
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:  # a snapshot no stored event proves stands for nothing
-                fold.finish()
-            elif fold.limit is None and requests == 1 and snap.covers(0):
-                low = int(snap.head["seq"]["N"]) if snap.head is not None else 0  # live
-                last = start_key["sk"]["S"]
-                high = seq_of(last) - (0 if is_part_sk(last) else 1) if is_event_sk(last) else 0
-                if high >= low:  # the snapshot lies further back than the page
-                    event_parts = []  # the range reads that event again, whole
-                    catch_up = (low, high, bytes_per_event(response["Items"]))
-            page = _next_page(fold, page, rows)
-        return ReadResult(fold.items(), head, snap.seq_used, requests, fold.ttls())
-
-    async def _catch_up(
-        self, session_id: str, low: int, high: int, event_bytes: int
-    ) -> tuple[dict[str, Any], int]:
-        """Events ``low..high`` as one response; it goes on below ``low`` if need be."""
-        found, sent = await read_range_at_once(
-            self.db, self.table_name, session_id, low, high, event_bytes)
-        response: dict[str, Any] = {"Items": found}
-        if low > 1:  # were the snapshot not proven, the older events come next
-            response["LastEvaluatedKey"] = {
-                "pk": {"S": session_pk(session_id)}, "sk": {"S": event_sk(low)}}
-        return response, sent
+        """Fold the session newest-first: snapshot and newest events (``eventstore.reader``)."""
+        return await read_newest(self, session_id, fold)
 
     async def iter_events(
         self, session_id: str, *, after_seq: int = 0, upto_seq: int | None = None
@@ -413,18 +301,3 @@ class EventLog:
         if pending is not None:
             yield await self.decode(pending, parts)
 
-
-def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
-    """Size the next page: with a limit, as many rows as the missing items need.
-
-    The rows read so far tell how many live items a row yields (events hold several
-    items; pops, parts and expired events hold none), so ``limit=N`` reads about the
-    events that hold the last N live items, in as few pages as that allows.
-    """
-    if fold.limit is None:
-        return min(page * 8, MAX_PAGE)
-    if fold.collected == 0 or rows == 0:
-        return min(page * 4, MAX_PAGE)
-    missing = fold.limit - fold.collected + fold.pending_pops
-    per_row = fold.collected / rows
-    return max(SLACK, min(MAX_PAGE, math.ceil(missing / per_row) + SLACK))

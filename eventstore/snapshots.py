@@ -1,10 +1,12 @@
 """Encoding of session snapshots (the projector writes them, ``get_items`` reads them).
 
 A snapshot is the folded state after ``seq``: the live items with the seq that added
-each and its expiry. It sits at ``sk = SNAPSHOT``; a large one keeps its payload in S3
-or, without a bucket, in parts at ``SNAPSHOT#<digest16>#0001``... The parts (or the
-object) are written first; the conditional put of ``SNAPSHOT`` (stored ``seq`` older)
-is the one write that makes them visible -- no transaction.
+each and its expiry. Version 3 (written now) sits at ``sk = SNAPSHOT`` with its newest
+entries (the *tail*) inline and a summary of its sealed chunks (``eventstore.chunks``):
+epoch, number of chunks and of entries, the chain value over their digests, the latest
+expiry among them. The chunks are written first; the conditional put of ``SNAPSHOT``
+(stored ``seq`` older) is the one write that makes them visible -- no transaction.
+Version 2 (one body, in S3 or in parts at ``SNAPSHOT#<digest16>#0001``...) is still read.
 
 A snapshot is bound to the chain: it names the ``hash`` of the event at ``seq``, and a
 reader uses it only when the event it reads at ``seq`` carries that hash (a snapshot
@@ -21,93 +23,212 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .chunks import (
+    GENESIS_CHAIN,
+    Rows,
+    chunk_place,
+    chunk_prev,
+    decode_rows,
+    encode_chunk,
+    entries_of,
+    link,
+    rows_of,
+    seal,
+)
 from .errors import CorruptEventError
-from .fold import Entry, Snapshot
-from .keys import SNAPSHOT_SK, part_base, session_pk
+from .fold import Entry, Sealed, Snapshot
+from .keys import SNAPSHOT_SK, session_pk
 from .limits import DEFAULT_MAX_STATE_BYTES
 from .records import (
     DIGEST_ATTR,
-    MAX_PAYLOAD_BYTES,
     AttrMap,
     Body,
     check_digest,
     chunk_of,
     encode_body,
     inflate_payload,
-    object_attrs,
     object_ref,
-    part_items,
     payload_attrs,
     select_parts,
 )
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 
-def snapshot_body(snapshot: Snapshot, *, inline_limit: int | None = MAX_PAYLOAD_BYTES) -> Body:
-    """The payload of a snapshot, encoded (``inline_limit=None``: any size, for S3).
-
-    Raises:
-        PayloadTooLargeError: The stored form is larger than ``inline_limit``.
-    """
-    data = {"entries": [{"i": e.item, "s": e.seq, "t": e.ttl} for e in snapshot.entries]}
-    hint = " (give the projector a payload bucket to snapshot larger states)"
-    return encode_body(data, inline_limit=inline_limit, store_hint=hint)
+def tail_body(snapshot: Snapshot) -> Body:
+    """The inline body of a head: its tail as ``[[item, seq, ttl], ...]``."""
+    return encode_body([[e.item, e.seq, e.ttl] for e in snapshot.entries], inline_limit=None)
 
 
-def encode_snapshot(
-    session_id: str, snapshot: Snapshot, *, ttl: int | None, body: Body | None = None,
-    object_key: str | None = None,
-) -> list[AttrMap]:
-    """Return the head item and part items of a snapshot.
-
-    Args:
-        session_id: The session.
-        snapshot: The state.
-        ttl: Expiry of the view.
-        body: ``snapshot_body(snapshot)`` if already computed.
-        object_key: The S3 key ``body`` was stored under (no parts then).
-
-    Raises:
-        PayloadTooLargeError: The snapshot does not fit in the table.
-    """
-    body = body or snapshot_body(snapshot)
-    encoding, chunks = body.encoding, [] if object_key else body.chunks()
-    pk = session_pk(session_id)
-    shared: AttrMap = {"seq": {"N": str(snapshot.seq)}}
-    if ttl is not None:
-        shared["ttl"] = {"N": str(ttl)}
+def encode_head(
+    session_id: str, snapshot: Snapshot, *, ttl: int | None, body: Body | None = None
+) -> AttrMap:
+    """The ``SNAPSHOT`` item of a sealed state (``snapshot.entries`` is its tail)."""
+    body = body or tail_body(snapshot)
     head: AttrMap = {
-        "pk": {"S": pk},
+        "pk": {"S": session_pk(session_id)},
         "sk": {"S": SNAPSHOT_SK},
         "v": {"N": str(SNAPSHOT_VERSION)},
-        "count": {"N": str(len(snapshot.entries))},
-        **shared,
-        **(object_attrs(body, object_key) if object_key else payload_attrs(encoding, chunks)),
+        "seq": {"N": str(snapshot.seq)},
+        "count": {"N": str(snapshot.count)},
+        **payload_attrs(body.encoding, [body.data]),
         DIGEST_ATTR: {"S": body.digest},
     }
+    if ttl is not None:
+        head["ttl"] = {"N": str(ttl)}
     if snapshot.hash is not None:
         head["hash"] = {"S": snapshot.hash}
-    return [head, *part_items(pk, part_base(SNAPSHOT_SK, body.digest), chunks, shared)]
+    sealed = snapshot.sealed
+    if sealed is not None and sealed.chunks:
+        head.update({"epoch": {"N": str(sealed.epoch)}, "chunks": {"N": str(sealed.chunks)},
+                     "sealed": {"N": str(sealed.count)}, "chain": {"S": sealed.chain}})
+        if sealed.ttl is not None:
+            head["sttl"] = {"N": str(sealed.ttl)}
+    return head
+
+
+def encode_snapshot(session_id: str, snapshot: Snapshot, *, ttl: int | None) -> list[AttrMap]:
+    """Return the head item and the items of every chunk of a whole state.
+
+    The chunks start an epoch at ``snapshot.seq``; write them before the head.
+    """
+    state, chunks = seal(Snapshot(snapshot.seq, snapshot.entries, snapshot.ttl, snapshot.hash))
+    items = [encode_head(session_id, state, ttl=ttl)]
+    for chunk in chunks:
+        items.extend(encode_chunk(session_id, chunk))
+    return items
+
+
+def head_rows(head: AttrMap) -> Rows:
+    """The tail of a version 3 head as ``[item, seq, ttl]`` rows (digest checked).
+
+    Raises:
+        CorruptEventError: Malformed.
+    """
+    try:
+        if "parts" in head or object_ref(head) is not None:
+            raise CorruptEventError("snapshot tail: a version 3 head holds its tail inline")
+        raw = inflate_payload(head["enc"]["S"], [chunk_of(head)], DEFAULT_MAX_STATE_BYTES)
+        if hashlib.sha256(raw).hexdigest() != head[DIGEST_ATTR]["S"]:
+            raise CorruptEventError("snapshot tail: not what its digest says")
+        return rows_of(json.loads(raw))
+    except CorruptEventError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, zlib.error,
+            RecursionError) as exc:
+        raise CorruptEventError(f"snapshot item is malformed: {exc!r}") from exc
+
+
+def sealed_of(head: AttrMap) -> Sealed | None:
+    """The sealed-chunk summary of a version 3 head (``None``: no chunks).
+
+    Raises:
+        CorruptEventError: Malformed.
+    """
+    try:
+        if "chunks" not in head:
+            return None
+        ttl = int(head["sttl"]["N"]) if "sttl" in head else None
+        sealed = Sealed(int(head["epoch"]["N"]), int(head["chunks"]["N"]),
+                        int(head["sealed"]["N"]), str(head["chain"]["S"]), ttl)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptEventError(f"snapshot item is malformed: {exc!r}") from exc
+    if sealed.chunks <= 0 or sealed.count < 0:
+        raise CorruptEventError("snapshot item names no chunks")
+    return sealed
+
+
+def is_chunked(head: AttrMap) -> bool:
+    """Whether a head is version 3 (tail inline, older entries in chunks)."""
+    return bool(head.get("v", {}).get("N") == str(SNAPSHOT_VERSION))
+
+
+def decode_head(head: AttrMap) -> Snapshot:
+    """The state a head holds by itself: a version 3 tail with its sealed summary.
+
+    Raises:
+        CorruptEventError: Malformed, or a version 2 head whose body is elsewhere.
+    """
+    if not is_chunked(head):
+        return decode_snapshot(head)
+    rows = head_rows(head)
+    return _state(head, entries_of(rows), sealed_of(head))
+
+
+def _state(head: AttrMap, entries: tuple[Entry, ...], sealed: Sealed | None) -> Snapshot:
+    try:
+        ttl = int(head["ttl"]["N"]) if "ttl" in head else None
+        digest = str(head["hash"]["S"]) if "hash" in head else None
+        return Snapshot(int(head["seq"]["N"]), entries, ttl, digest, sealed)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptEventError(f"snapshot item is malformed: {exc!r}") from exc
+
+
+def chain_rows(
+    sealed: Sealed, items: Sequence[AttrMap], fetched: Mapping[str, bytes] | None = None
+) -> Rows:
+    """Every sealed entry, oldest first, from the chunk items of ``sealed.epoch``.
+
+    The chain is checked from ``GENESIS_CHAIN`` to the head's value. ``fetched``: the
+    canonical JSON of chunks kept in S3, by sort key.
+
+    Raises:
+        CorruptEventError: A chunk is missing, corrupt or out of the chain.
+    """
+    chunks: dict[int, AttrMap] = {}
+    parts: list[AttrMap] = []
+    for item in items:
+        place = chunk_place(item["sk"]["S"])
+        if place is None:
+            parts.append(item)
+        elif place[0] == sealed.epoch:
+            chunks[place[1]] = item
+    rows: Rows = []
+    chain = GENESIS_CHAIN
+    for index in range(sealed.chunks):
+        chunk = chunks.get(index)
+        if chunk is None:
+            raise CorruptEventError(f"snapshot chunk {index} of {sealed.chunks} is missing")
+        if chunk_prev(chunk) != chain:
+            raise CorruptEventError(f"snapshot chunk {index} is out of the chain")
+        raw = (fetched or {}).get(chunk["sk"]["S"])
+        if raw is None and object_ref(chunk) is not None:
+            raise CorruptEventError(f"snapshot chunk {index}: its S3 payload was not read")
+        found, digest = decode_rows(chunk, parts, raw=raw)
+        rows.extend(found)
+        chain = link(chain, digest)
+    if chain != sealed.chain:
+        raise CorruptEventError("snapshot chunks do not end the chain the head names")
+    return rows
 
 
 def decode_snapshot(
-    head: AttrMap, parts: Sequence[AttrMap] = (), *, raw: bytes | None = None
+    head: AttrMap, parts: Sequence[AttrMap] = (), *, raw: bytes | None = None,
+    fetched: Mapping[str, bytes] | None = None,
 ) -> Snapshot:
-    """Rebuild a snapshot from its head and part items (``raw``: its fetched S3 payload).
+    """Rebuild a whole snapshot from its head and its other items (parts or chunks).
 
-    Parts live under ``SNAPSHOT#<digest16>#NNNN``, so parts of an older snapshot (not
-    yet deleted) are left out, and the reassembled payload is checked against the
-    digest. (Parts written before, under ``SNAPSHOT#NNNN``, must carry the head's seq.)
+    Version 3: the chunks among ``parts`` (``fetched``: the S3 bodies of chunks kept
+    there, by sort key) and the inline tail. Version 2: parts live under
+    ``SNAPSHOT#<digest16>#NNNN``, so parts of an older snapshot (not yet deleted) are
+    left out, and the reassembled payload is checked against the digest; ``raw`` is its
+    fetched S3 payload. (Parts written before, under ``SNAPSHOT#NNNN``, must carry the
+    head's seq.)
 
     Raises:
         CorruptEventError: Parts are missing or mismatched, or the payload is malformed.
     """
+    if is_chunked(head):
+        sealed = sealed_of(head)
+        tail = head_rows(head)
+        rows = (chain_rows(sealed, parts, fetched) if sealed else []) + tail
+        return _state(head, entries_of(rows), None)
     try:
         seq = int(head["seq"]["N"])
         ordered = select_parts(head, parts)
@@ -118,15 +239,13 @@ def decode_snapshot(
                 raise CorruptEventError(f"snapshot at seq {seq}: its S3 payload was not read")
             data = json.loads(raw.decode("utf-8"))
         else:
-            chunks = [chunk_of(head)] + [chunk_of(p) for p in ordered]
-            inflated = inflate_payload(head["enc"]["S"], chunks, DEFAULT_MAX_STATE_BYTES)
+            pieces = [chunk_of(head)] + [chunk_of(p) for p in ordered]
+            inflated = inflate_payload(head["enc"]["S"], pieces, DEFAULT_MAX_STATE_BYTES)
             if ordered:
                 check_digest(head, inflated)
             data = json.loads(inflated.decode("utf-8"))
         entries = tuple(_entry(e) for e in data["entries"])
-        ttl = int(head["ttl"]["N"]) if "ttl" in head else None
-        digest = str(head["hash"]["S"]) if "hash" in head else None
-        return Snapshot(seq, entries, ttl, digest)
+        return _state(head, entries, None)
     except CorruptEventError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, zlib.error,
@@ -141,60 +260,3 @@ def _entry(data: Any) -> Entry:
     ):
         raise ValueError(f"snapshot entry has the wrong shape: {data!r:.80}")
     return Entry(item, seq, ttl)
-
-
-class LazySnapshot:
-    """The snapshot a newest-first read met, decoded only once an event proves it.
-
-    Issue 10's rule: a snapshot stands for the events up to its ``seq`` only when the
-    stored event at that seq carries the hash the snapshot names; otherwise (a forged
-    or stale view, or no such event any more) the events are folded instead. The check
-    uses the raw items, so a snapshot that turns out unproven is never decoded (nor its
-    S3 object fetched). An unusable snapshot (corrupt, parts missing, object gone) and an
-    expired one (its ``ttl`` is that of the newest event it folded) are ignored too.
-    """
-
-    def __init__(
-        self, decode: Callable[[AttrMap, list[AttrMap]], Awaitable[Snapshot]], now: float
-    ) -> None:
-        self.decode = decode
-        self.now = now
-        self.head: AttrMap | None = None
-        self.parts: list[AttrMap] = []
-        self.failed = False
-        self.seq_used: int | None = None
-
-    def add(self, item: AttrMap, part: bool) -> None:
-        """Keep a snapshot head or part item met by the read."""
-        if part:
-            self.parts.append(item)
-        else:
-            self.head = item
-
-    def covers(self, seq: int) -> bool:
-        """Whether a live, not yet rejected snapshot claims the event at ``seq``."""
-        if self.head is None or self.failed:
-            return False
-        try:
-            if "ttl" in self.head and int(self.head["ttl"]["N"]) <= self.now:
-                self.failed = True
-                return False
-            return seq <= int(self.head["seq"]["N"])
-        except (KeyError, ValueError, TypeError):
-            self.failed = True
-            return False
-
-    async def proven_by(self, event_item: AttrMap) -> Snapshot | None:
-        """The decoded snapshot if ``event_item`` (the first event it covers) proves it."""
-        head, self.failed = self.head, True  # one chance: proven now, or never
-        if head is None:
-            return None
-        try:
-            if (event_item["seq"]["N"] != head["seq"]["N"]
-                    or "hash" not in head or event_item["hash"]["S"] != head["hash"]["S"]):
-                return None
-            snapshot = await self.decode(head, self.parts)
-        except (CorruptEventError, KeyError, ValueError, TypeError):
-            return None
-        self.seq_used = snapshot.seq
-        return snapshot

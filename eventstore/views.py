@@ -39,7 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConditionFailedError, CorruptEventError
+from .chunks import encode_chunk, seal
+from .errors import ConditionFailedError, CorruptEventError, PayloadTooLargeError, StorageError
 from .fold import Snapshot
 from .keys import (
     MAX_SEQ,
@@ -52,7 +53,7 @@ from .keys import (
 )
 from .limits import DEFAULT_MAX_STATE_BYTES
 from .records import MAX_PAYLOAD_BYTES, AttrMap, object_ref
-from .snapshots import decode_snapshot, encode_snapshot, snapshot_body
+from .snapshots import decode_head, decode_snapshot, encode_head, is_chunked, tail_body
 from .tool_entries import (  # re-exported: the view codecs in one place
     MARK_TTL_SECONDS,
     MAX_TOOL_OUTPUT_BYTES,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 # every event expired starts again at seq 1 and must not stay behind the stale view).
 VIEW_CONDITION = "attribute_not_exists(pk) OR seq < :seq OR #ttl < :now"
 META_VERSION = 1
+CHUNK_WRITES = 8  # chunk puts in flight at once (a state sealed anew writes many)
 
 
 @dataclass(frozen=True)
@@ -221,14 +223,18 @@ async def read_views(
             head = item
         elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
             parts.append(item)
-    return await view_state(meta_item, head, parts, payloads=payloads)
+    return await view_state(meta_item, head, parts, payloads=payloads, whole=True)
 
 
 async def view_state(
     meta_item: AttrMap | None, head: AttrMap | None, parts: Sequence[AttrMap] = (),
-    *, payloads: PayloadStore | None = None,
+    *, payloads: PayloadStore | None = None, whole: bool = False,
 ) -> ViewState:
-    """Decode a session's views from their items; an unusable view reads as absent."""
+    """Decode a session's views from their items; an unusable view reads as absent.
+
+    A chunked snapshot decodes to its tail and sealed summary (what the projector builds
+    on), or with ``whole`` to every entry (``parts`` then holds its chunks).
+    """
     part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
     if meta_item is not None and "purged" in meta_item and int(
         meta_item.get("ttl", {}).get("N", "0")
@@ -236,15 +242,27 @@ async def view_state(
         return ViewState(part_keys=part_keys, purged=True)
     snapshot = meta = None
     try:
-        raw = None
-        ref = object_ref(head) if head is not None else None
-        if ref is not None and payloads is not None:
-            raw = await payloads.get(ref[0], ref[1], ref[2], max_bytes=DEFAULT_MAX_STATE_BYTES)
-        snapshot = decode_snapshot(head, parts, raw=raw) if head is not None else None
+        if head is not None:
+            snapshot = await _decode(head, parts, payloads, whole)
         meta = decode_meta(meta_item) if meta_item is not None else None
     except CorruptEventError:
         return ViewState(part_keys=part_keys)
     return ViewState(snapshot, meta, part_keys)
+
+
+async def _decode(
+    head: AttrMap, parts: Sequence[AttrMap], payloads: PayloadStore | None, whole: bool
+) -> Snapshot:
+    """A snapshot from its items, fetching what lives in S3 (when there is a bucket)."""
+    if is_chunked(head) and not whole:
+        return decode_head(head)
+    fetched: dict[str, bytes] = {}
+    for item in [head, *parts] if payloads is not None else []:
+        ref = object_ref(item)
+        if ref is not None:
+            fetched[item["sk"]["S"]] = await payloads.get(  # type: ignore[union-attr]
+                ref[0], ref[1], ref[2], max_bytes=DEFAULT_MAX_STATE_BYTES)
+    return decode_snapshot(head, parts, raw=fetched.get(head["sk"]["S"]), fetched=fetched)
 
 
 async def write_session_views(
@@ -260,35 +278,45 @@ async def write_session_views(
 ) -> bool:
     """Write the snapshot and the meta item of a session, each only if it is newer.
 
-    A snapshot that fits in one item is one conditional ``PutItem``; a larger one
-    writes its parts first, then the ``SNAPSHOT`` item (the commit). The meta item is a
-    second conditional ``PutItem``. (If only the first lands, the two views disagree on
-    ``seq`` and the next batch rebuilds both from the events.) Parts of an older
-    snapshot (``stale_part_keys``, from ``read_views``) that the new one does not
-    overwrite are deleted, so they do not weigh on every newest-first read.
-
-    The snapshot and the meta item are sent at once (two requests in flight), the
-    deletes of stale parts after them.
+    ``snapshot.entries`` is the tail when ``snapshot.sealed`` is set (else the whole
+    state). Once the tail is too long, its oldest entries are sealed into new chunks
+    (``eventstore.chunks.seal``): the chunks are written first (a chunk too large for
+    one item goes to S3 with ``payloads``, else into parts), then the ``SNAPSHOT`` item
+    (the commit: one conditional ``PutItem``, the tail inline) and the meta item (a
+    second conditional ``PutItem``) at once. (If only one lands, the two views disagree
+    on ``seq`` and the next batch rebuilds both from the events.) Older items
+    (``stale_part_keys``, from ``read_views``: parts of a version 2 snapshot, chunks of
+    an older epoch) that the new snapshot does not use are deleted, best effort (the
+    projector role has no ``DeleteItem``: ``convlog rebuild`` / ``purge`` remove them).
 
     Returns:
         ``True`` when the snapshot was written, ``False`` when the stored one is already
         at ``snapshot.seq`` or later (a redelivery or a replay).
 
-    With ``payloads``, a snapshot too large for one item is written to S3 first
-    (addressed by its digest) and the ``SNAPSHOT`` item that points to it is the one
-    conditional put that makes it visible.
-
     Raises:
-        PayloadTooLargeError: The snapshot cannot fit in the table and there is no bucket.
+        PayloadTooLargeError: A chunk cannot fit in the table and there is no bucket.
     """
-    body = snapshot_body(snapshot, inline_limit=None if payloads else MAX_PAYLOAD_BYTES)
-    key = None
-    if payloads is not None and payloads.wants(body):
-        left = None if ttl is None else max(1, ttl - int(time.time()))
-        key = await payloads.put(session_id, body, ttl_seconds=left)
-    items = encode_snapshot(session_id, snapshot, ttl=ttl, body=body, object_key=key)
+    body = tail_body(snapshot)
+    state, chunks = seal(snapshot, tail_bytes=body.size)
+    if chunks:
+        body = tail_body(state)
+    items: list[AttrMap] = []
+    for chunk in chunks:
+        key = None
+        if payloads is not None and payloads.wants(chunk.body):
+            left = None if ttl is None else max(1, ttl - int(time.time()))
+            key = await payloads.put(session_id, chunk.body, ttl_seconds=left)
+        elif len(chunk.body.data) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLargeError(
+                f"a snapshot chunk of session {session_id!r} is {len(chunk.body.data):,} "
+                f"bytes stored; give the projector a payload bucket to snapshot it")
+        items.extend(encode_chunk(session_id, chunk, object_key=key))
+    for start in range(0, len(items), CHUNK_WRITES):
+        await asyncio.gather(*(db.call("put_item", TableName=table_name, Item=item)
+                               for item in items[start : start + CHUNK_WRITES]))
     written, _ = await asyncio.gather(
-        _put_newer(db, table_name, items, snapshot.seq),
+        _put_newer(db, table_name, [encode_head(session_id, state, ttl=ttl, body=body)],
+                   snapshot.seq),
         _put_newer(db, table_name, [encode_meta(meta)], meta.seq),
     )
     kept = {item["sk"]["S"] for item in items}
@@ -301,7 +329,7 @@ async def write_session_views(
 async def _delete_stale(
     db: DynamoClient, table_name: str, session_id: str, sk: str, seq: int
 ) -> None:
-    with contextlib.suppress(ConditionFailedError):  # a newer snapshot owns it
+    with contextlib.suppress(StorageError):  # a newer snapshot owns it, or no DeleteItem
         await db.call(
             "delete_item", TableName=table_name,
             Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},

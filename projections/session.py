@@ -88,6 +88,7 @@ def project_session(
     snapshot = fold_forward(fresh, prior_snapshot, now=at)
     ttl = view_ttl(snapshot, fresh[-1])
     meta = fold_meta(session_id, prior_meta if prior_snapshot else None, fresh, snapshot, ttl)
+    # the calls a batch's outputs answer are looked up in the tail (the newest entries)
     prior_items = [e.item for e in prior_snapshot.entries] if prior_snapshot else []
     entries = (
         tool_entries(session_id, prior_items, fresh, ttl_seconds=tool_ttl_seconds, now=at,
@@ -99,8 +100,13 @@ def project_session(
 
 
 def view_ttl(snapshot: Snapshot, newest: StoredEvent) -> int | None:
-    """Expiry of the views: when the newest event and every live entry have expired."""
+    """Expiry of the views: when the newest event and every live entry have expired.
+
+    Entries in sealed chunks count by their summary (the latest expiry among them).
+    """
     ttls = [e.ttl for e in snapshot.entries] + [newest.ttl]
+    if snapshot.sealed is not None:
+        ttls.append(snapshot.sealed.ttl)
     if any(t is None for t in ttls):
         return None
     return max(t for t in ttls if t is not None)
@@ -138,7 +144,7 @@ def fold_meta(
         seq=snapshot.seq,
         created=prior.created if prior else events[0].event.ts,
         last_active=max(events[-1].event.ts, prior.last_active if prior else ""),
-        item_count=len(snapshot.entries),
+        item_count=snapshot.count,
         user_id=user_id,
         title=title,
         ttl=ttl,

@@ -48,13 +48,14 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from eventstore.cache_commit import write_tool_entries
 from eventstore.client import DynamoClient
 from eventstore.errors import CorruptEventError
+from eventstore.fold import reaches_sealed
 from eventstore.history import branch_base
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
 from eventstore.user_usage import add_user_usage, spent_by_user
 from eventstore.viewbatch import read_views_batch
-from eventstore.views import ViewState, write_session_views
+from eventstore.views import ViewState, read_views, write_session_views
 from projections import EventRecord, classify, project_session, record_location
 
 T = TypeVar("T")
@@ -214,6 +215,18 @@ class ProjectionBatch:
             prior, base = None, 0
             async with limit:
                 events = await self._read_range(session_id, 0, top)
+        if prior is not None and reaches_sealed(prior, events, time.time()):
+            # a removal deeper than the tail: read the whole state back (it is then
+            # sealed anew, in a new epoch); rare -- the tail keeps CHUNK_ENTRIES or more
+            async with limit:
+                whole = await read_views(self.db, self.table_name, session_id,
+                                         payloads=self.payloads)
+            if whole.snapshot is None or whole.snapshot.seq != prior.seq:
+                prior, base = None, 0
+                async with limit:
+                    events = await self._read_range(session_id, 0, top)
+            else:
+                prior, state = whole.snapshot, whole
         meta = state.meta if prior else None
         if prior is None and events and events[0].event.type == "branch_created":
             # a branch starts from its parent's prefix (read from the parent's events)

@@ -160,7 +160,7 @@ async def test_add_items_is_one_request_and_one_wcu_at_every_history_length(
 # --- get_items ------------------------------------------------------------------------
 
 
-async def test_get_items_with_a_fresh_snapshot_is_one_request_at_every_length(
+async def test_get_items_with_a_fresh_snapshot_is_one_round_trip_at_every_length(
     boto3_client: Any, table: str, meter: CapacityMeter, endpoint: EmbeddedEndpoint
 ) -> None:
     histories = {n: seed(boto3_client, table, f"read-{n}", n) for n in LENGTHS}
@@ -175,8 +175,10 @@ async def test_get_items_with_a_fresh_snapshot_is_one_request_at_every_length(
             await session.get_items()
         with meter.measure() as newest:
             assert await session.get_items(limit=20) == history[-20:]
-        assert dict(everything.operations) == {"Query": 1}, length
-        assert dict(newest.operations) == {"Query": 1}, length
+        # the snapshot (head and chunks) and the newest events, sent at once
+        assert dict(everything.operations) == {"Query": 2}, length
+        assert dict(newest.operations) == {"Query": 2}, length
+        assert everything.round_trips == newest.round_trips == 1, length
         assert everything.wcu == newest.wcu == 0.0
         assert again.rcu == everything.rcu  # deterministic
         assert newest.rcu <= everything.rcu
@@ -206,9 +208,10 @@ async def test_get_items_with_the_projector_stopped_pages_through_the_events(
         assert await session.get_items() == history
     with meter.measure() as newest:
         assert await session.get_items(limit=20) == history[-20:]
-    # Pages of 16, 128 and 1,024 rows cover 500 events; the newest 20 items fit in one.
-    assert dict(everything.operations) == {"Query": 3}
-    assert dict(newest.operations) == {"Query": 1}
+    # The snapshot query finds none; pages of 16, 128 and 1,024 rows cover 500 events;
+    # the newest 20 items fit in one.
+    assert dict(everything.operations) == {"Query": 4}
+    assert dict(newest.operations) == {"Query": 2}
     replay = await _replay_rcu(boto3_client, table, "no-snapshot")
     assert replay <= everything.rcu <= replay + everything.requests  # each page rounds up
     assert newest.rcu < everything.rcu

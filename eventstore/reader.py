@@ -1,0 +1,326 @@
+"""The read path: a session folded newest-first from its snapshot and its newest events.
+
+``read_newest`` sends two requests at once (one round trip): a ``Query`` from
+``SNAPSHOT`` upwards -- the snapshot head, then its newest sealed chunks (only the head
+for a short ``limit``) -- and a ``Query`` of the newest events. Events newer than the
+snapshot are folded; the event at the snapshot's seq proves it (same seq, same hash),
+and then only as much of the snapshot is decoded as the fold still needs: the tail in
+the head, then chunks newest first, each checked against the head's chain (a chunk the
+first request did not bring is read by its key). When the snapshot lies further back
+than the first page of events, the events from ``snapshot.seq`` on are read with
+``read_range_at_once`` (one more round trip); no event the snapshot covers is read.
+
+Example:
+    ```python
+    result = await read_newest(log, "s1", NewestFirstFold(limit=20))
+    print(result.items, result.requests)
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .catchup import bytes_per_event, read_range_at_once
+from .chunks import (
+    CHUNK_ENTRIES,
+    GENESIS_CHAIN,
+    Rows,
+    chunk_place,
+    chunk_prev,
+    chunk_sk,
+    decode_rows,
+    link,
+)
+from .errors import CorruptEventError, PayloadStoreRequiredError
+from .events import GENESIS_HASH
+from .fold import NewestFirstFold
+from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_event_sk, is_part_sk, seq_of, session_pk
+from .records import AttrMap, object_ref
+from .snapshots import decode_snapshot, head_rows, is_chunked, sealed_of
+
+if TYPE_CHECKING:
+    from .log import EventLog
+
+# The first page of events holds the projector's usual lag; a larger one would pay for
+# events the snapshot already covers. Without a snapshot, an unlimited read's pages grow
+# eightfold (16, 128, 1024, 4096 rows) and a limited one sizes its next page from the
+# items per row seen so far.
+FIRST_PAGE = 16
+SLACK = 8
+MAX_PAGE = 4096
+SNAPSHOT_PAGE = 160  # head and chunks in the first request: a 10,000-entry state
+SESSION_KEYS_BELOW = "T"  # EVENT#... < META < SNAPSHOT... < T
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest event of a session: its seq and hash (``seq == 0`` when empty)."""
+
+    seq: int = 0
+    hash: str = GENESIS_HASH
+
+    @classmethod
+    def of_item(cls, item: AttrMap) -> Head:
+        """The head an event item (or one of its parts) reveals: its ``seq`` and ``hash``."""
+        return cls(int(item["seq"]["N"]), str(item["hash"]["S"]))
+
+
+@dataclass
+class ReadResult:
+    """What a newest-first read learned: the items, the head, and the snapshot used."""
+
+    items: list[Any]
+    head: Head | None
+    snapshot_seq: int | None
+    requests: int
+    ttls: list[int | None] = field(default_factory=list)  # the expiry of each item
+
+
+class SnapshotRead:
+    """The snapshot a read met, decoded only once an event proves it, and only as needed.
+
+    Issue 10's rule: a snapshot stands for the events up to its ``seq`` only when the
+    stored event at that seq carries the hash the snapshot names; otherwise (a forged
+    or stale view, or no such event any more) the events are folded instead. The check
+    uses the raw items, so a snapshot that turns out unproven is never decoded (nor its
+    chunks read). An unusable snapshot (corrupt, chunk missing, object gone) and an
+    expired one (its ``ttl`` is that of the newest event it folded) are ignored too.
+    """
+
+    def __init__(self, log: EventLog, session_id: str, now: float) -> None:
+        self.log = log
+        self.session_id = session_id
+        self.now = now
+        self.head: AttrMap | None = None
+        self.items: dict[str, AttrMap] = {}
+        self.failed = False
+        self.seq_used: int | None = None
+        self.requests = 0
+
+    def add(self, item: AttrMap) -> None:
+        """Keep a snapshot head, chunk or part item met by the read."""
+        sk = item["sk"]["S"]
+        if sk == SNAPSHOT_SK:
+            self.head = item
+        else:
+            self.items[sk] = item
+
+    def covers(self, seq: int) -> bool:
+        """Whether a live, not yet rejected snapshot claims the event at ``seq``."""
+        if self.head is None or self.failed:
+            return False
+        try:
+            if "ttl" in self.head and int(self.head["ttl"]["N"]) <= self.now:
+                self.failed = True
+                return False
+            return seq <= int(self.head["seq"]["N"])
+        except (KeyError, ValueError, TypeError):
+            self.failed = True
+            return False
+
+    async def proven_by(self, event_item: AttrMap, need: int | None) -> Rows | None:
+        """The snapshot's entries (oldest first) if ``event_item`` proves it, else ``None``.
+
+        Args:
+            event_item: The first event the snapshot covers (the one at its seq).
+            need: How many live entries, newest first, the fold still needs
+                (``None``: all); older chunks are not read.
+        """
+        head, self.failed = self.head, True  # one chance: proven now, or never
+        if head is None:
+            return None
+        try:
+            if (event_item["seq"]["N"] != head["seq"]["N"]
+                    or "hash" not in head or event_item["hash"]["S"] != head["hash"]["S"]):
+                return None
+            rows = await self._rows(head, need)
+        except (CorruptEventError, PayloadStoreRequiredError, KeyError, ValueError, TypeError):
+            return None
+        self.seq_used = int(head["seq"]["N"])
+        return rows
+
+    async def _rows(self, head: AttrMap, need: int | None) -> Rows:
+        if not is_chunked(head):  # version 2: one body
+            raw = await self.log.fetch_state(head)
+            snapshot = decode_snapshot(head, list(self.items.values()), raw=raw)
+            return [[e.item, e.seq, e.ttl] for e in snapshot.entries]
+        rows = head_rows(head)
+        sealed = sealed_of(head)
+        if sealed is None:
+            return rows
+        now = self.now
+        live = sum(1 for r in rows if r[2] is None or r[2] > now)
+        older: list[Rows] = []
+        expected = sealed.chain
+        for index in range(sealed.chunks - 1, -1, -1):
+            if need is not None and live >= need:
+                break
+            sk = chunk_sk(sealed.epoch, index)
+            if sk not in self.items:
+                wanted = index + 1 if need is None else math.ceil((need - live) / CHUNK_ENTRIES)
+                await self._fetch(sealed.epoch, max(0, index - wanted + 1), index)
+            item = self.items.get(sk)
+            if item is None:
+                raise CorruptEventError(f"snapshot chunk {index} is missing")
+            raw = None
+            if object_ref(item) is not None:
+                raw = await self.log.fetch_state(item)
+            found, digest = decode_rows(item, list(self.items.values()), raw=raw)
+            prev = chunk_prev(item)
+            if link(prev, digest) != expected or (index == 0 and prev != GENESIS_CHAIN):
+                raise CorruptEventError(f"snapshot chunk {index} is out of the chain")
+            expected = prev
+            older.append(found)
+            live += sum(1 for r in found if r[2] is None or r[2] > now)
+        return [row for chunk in reversed(older) for row in chunk] + rows
+
+    async def _fetch(self, epoch: int, low: int, high: int) -> None:
+        """Read chunks ``low..high`` of ``epoch`` (and their parts) by their keys."""
+        params: dict[str, Any] = {
+            "TableName": self.log.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": session_pk(self.session_id)},
+                ":lo": {"S": chunk_sk(epoch, high)},
+                ":hi": {"S": chunk_sk(epoch, low) + "#~"},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            response = await self.log.db.call("query", **params)
+            self.requests += 1
+            for item in response.get("Items", []):
+                if chunk_place(item["sk"]["S"]) is not None or is_part_sk(item["sk"]["S"]):
+                    self.add(item)
+            start = response.get("LastEvaluatedKey")
+            if start is None:
+                return
+            params["ExclusiveStartKey"] = start
+
+
+def _snapshot_query(log: EventLog, session_id: str, limit: int | None) -> dict[str, Any]:
+    """The head, then the newest chunks: all a full read usually needs, or the head."""
+    chunks = 0 if limit is None or limit <= CHUNK_ENTRIES else math.ceil(
+        (limit - CHUNK_ENTRIES) / CHUNK_ENTRIES)
+    return {
+        "TableName": log.table_name,
+        "KeyConditionExpression": "pk = :pk AND sk >= :snap",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": session_pk(session_id)}, ":snap": {"S": SNAPSHOT_SK}},
+        "ConsistentRead": True,
+        "Limit": SNAPSHOT_PAGE if limit is None else min(SNAPSHOT_PAGE, 1 + chunks),
+    }
+
+
+def _events_query(log: EventLog, session_id: str, page: int) -> dict[str, Any]:
+    return {
+        "TableName": log.table_name,
+        # the sort-key condition makes a table without a string ``sk`` range key fail
+        # loudly instead of reading empty
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :ev AND :top",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": session_pk(session_id)},
+            ":ev": {"S": EVENT_PREFIX}, ":top": {"S": EVENT_PREFIX + "~"},
+        },
+        "ScanIndexForward": False,
+        "ConsistentRead": True,
+        "Limit": page,
+    }
+
+
+async def read_newest(log: EventLog, session_id: str, fold: NewestFirstFold) -> ReadResult:
+    """Fold the session newest-first: snapshot and newest events in one round trip.
+
+    An event is decoded (and its S3 payload fetched) only when the fold needs it, and so
+    is the snapshot: an event the snapshot already covers is never decoded.
+    """
+    snap = SnapshotRead(log, session_id, fold.now)
+    event_parts: list[AttrMap] = []
+    head: Head | None = None
+    page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
+    params = _events_query(log, session_id, page)
+    found, response = await asyncio.gather(
+        log.db.call("query", **_snapshot_query(log, session_id, fold.limit)),
+        log.db.call("query", **params),
+    )
+    for item in found.get("Items", []):
+        snap.add(item)
+    requests, rows, first = 2, 0, True
+    while True:
+        rows += len(response.get("Items", []))
+        for item in response.get("Items", []):
+            sk = item["sk"]["S"]
+            if is_part_sk(sk):
+                event_parts.append(item)
+                continue
+            if head is None:
+                head = Head.of_item(item)
+            parts, event_parts = event_parts, []
+            state = None
+            if snap.covers(seq_of(sk)):
+                need = (None if fold.limit is None
+                        else fold.limit - fold.collected + fold.pending_pops)
+                state = await snap.proven_by(item, need)
+            if state is not None:
+                fold.feed_rows(state)
+            else:
+                fold.feed(await log.decode(item, parts))
+            if fold.done:
+                break
+        start_key = response.get("LastEvaluatedKey")
+        if fold.done:
+            break
+        if start_key is None:  # a snapshot no stored event proves stands for nothing
+            fold.finish()
+            break
+        page = _next_page(fold, page, rows)
+        if first and fold.limit is None and snap.covers(0):
+            low = int(snap.head["seq"]["N"]) if snap.head is not None else 0  # live
+            last = start_key["sk"]["S"]
+            high = seq_of(last) - (0 if is_part_sk(last) else 1) if is_event_sk(last) else 0
+            if high >= low:  # the snapshot lies further back than the page
+                event_parts = []  # the range reads that event again, whole
+                response, sent = await _catch_up(
+                    log, session_id, low, high, bytes_per_event(response["Items"]))
+                requests, first = requests + sent, False
+                continue
+        first = False
+        params["ExclusiveStartKey"] = start_key
+        params["Limit"] = page
+        response = await log.db.call("query", **params)
+        requests += 1
+    return ReadResult(fold.items(), head, snap.seq_used, requests + snap.requests, fold.ttls())
+
+
+async def _catch_up(
+    log: EventLog, session_id: str, low: int, high: int, event_bytes: int
+) -> tuple[dict[str, Any], int]:
+    """Events ``low..high`` as one response; it goes on below ``low`` if need be."""
+    found, sent = await read_range_at_once(
+        log.db, log.table_name, session_id, low, high, event_bytes)
+    response: dict[str, Any] = {"Items": found}
+    if low > 1:  # were the snapshot not proven, the older events come next
+        response["LastEvaluatedKey"] = {
+            "pk": {"S": session_pk(session_id)}, "sk": {"S": event_sk(low)}}
+    return response, sent
+
+
+def _next_page(fold: NewestFirstFold, page: int, rows: int) -> int:
+    """Size the next page: with a limit, as many rows as the missing items need.
+
+    The rows read so far tell how many live items a row yields (events hold several
+    items; pops, parts and expired events hold none), so ``limit=N`` reads about the
+    events that hold the last N live items, in as few pages as that allows.
+    """
+    if fold.limit is None:
+        return min(page * 8, MAX_PAGE)
+    if fold.collected == 0 or rows == 0:
+        return min(page * 4, MAX_PAGE)
+    missing = fold.limit - fold.collected + fold.pending_pops
+    per_row = fold.collected / rows
+    return max(SLACK, min(MAX_PAGE, math.ceil(missing / per_row) + SLACK))
+
