@@ -20,11 +20,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from eventstore.errors import CorruptEventError
+from eventstore.chunks import chunk_place
+from eventstore.errors import CorruptEventError, PayloadStoreRequiredError
 from eventstore.fold import Entry, apply_event
 from eventstore.keys import META_SK, SNAPSHOT_SK, is_part_sk, session_pk
 from eventstore.log import EventLog
-from eventstore.records import AttrMap
+from eventstore.records import AttrMap, object_ref
 from eventstore.snapshots import decode_snapshot
 from eventstore.views import decode_meta
 
@@ -76,9 +77,16 @@ async def check_views(
     snapshot = meta = None
     if snapshot_head is not None:
         try:
-            snapshot = decode_snapshot(snapshot_head, snapshot_parts)
+            fetched = {}  # chunks of the head's epoch (or a version 2 body) kept in S3
+            epoch = snapshot_head.get("epoch", {}).get("N")
+            for item in [snapshot_head, *snapshot_parts]:
+                place = chunk_place(item["sk"]["S"])
+                if object_ref(item) is not None and (place is None or str(place[0]) == epoch):
+                    fetched[item["sk"]["S"]] = await log.fetch_state(item) or b""
+            snapshot = decode_snapshot(snapshot_head, snapshot_parts, fetched=fetched,
+                                       raw=fetched.get(SNAPSHOT_SK))
             wanted.add(snapshot.seq)
-        except CorruptEventError as exc:
+        except (CorruptEventError, PayloadStoreRequiredError) as exc:
             problems.append(ViewProblem("SNAPSHOT", f"SNAPSHOT cannot be decoded: {exc}"))
     if meta_item is not None:
         try:

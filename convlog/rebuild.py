@@ -75,17 +75,15 @@ async def _event_items(log: EventLog, session_id: str) -> AsyncIterator[AttrMap]
 
 
 async def reset_views(log: EventLog, session_id: str) -> int:
-    """Delete the session's snapshot (all parts) and meta items; return how many."""
-    response = await log.db.call(
+    """Delete the session's snapshot (head, chunks of every epoch, parts) and meta items."""
+    keys = [i async for i in log.db.items(  # every page: a snapshot's chunks can be many
         "query",
         TableName=log.table_name,
         KeyConditionExpression="pk = :pk AND sk >= :meta",
         ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}, ":meta": {"S": META_SK}},
         ProjectionExpression="pk, sk",
         ConsistentRead=True,
-    )
-    keys = [i for i in response.get("Items", [])
-            if i["sk"]["S"] == META_SK or i["sk"]["S"].startswith(SNAPSHOT_SK)]
+    ) if i["sk"]["S"] == META_SK or i["sk"]["S"].startswith(SNAPSHOT_SK)]
     for key in keys:
         await log.db.call("delete_item", TableName=log.table_name, Key=key)
     return len(keys)

@@ -154,6 +154,14 @@ class SnapshotRead:
             return rows
         now = self.now
         live = sum(1 for r in rows if r[2] is None or r[2] > now)
+        fetched: dict[str, bytes | None] = {}
+        if need is None:  # a whole read: the chunks kept in S3 are fetched at once
+            remote = [c for i in range(sealed.chunks)
+                      if (c := self.items.get(chunk_sk(sealed.epoch, i))) is not None
+                      and object_ref(c) is not None]
+            for chunk, raw in zip(remote, await asyncio.gather(
+                    *(self.log.fetch_state(i) for i in remote)), strict=True):
+                fetched[chunk["sk"]["S"]] = raw
         older: list[Rows] = []
         expected = sealed.chain
         for index in range(sealed.chunks - 1, -1, -1):
@@ -166,10 +174,12 @@ class SnapshotRead:
             item = self.items.get(sk)
             if item is None:
                 raise CorruptEventError(f"snapshot chunk {index} is missing")
-            raw = None
-            if object_ref(item) is not None:
+            raw = fetched.get(sk)
+            if raw is None and object_ref(item) is not None:
                 raw = await self.log.fetch_state(item)
-            found, digest = decode_rows(item, list(self.items.values()), raw=raw)
+            parts = ([v for k, v in self.items.items() if k.startswith(sk + "#")]
+                     if "parts" in item else [])
+            found, digest = decode_rows(item, parts, raw=raw)
             prev = chunk_prev(item)
             if link(prev, digest) != expected or (index == 0 and prev != GENESIS_CHAIN):
                 raise CorruptEventError(f"snapshot chunk {index} is out of the chain")
@@ -243,10 +253,17 @@ async def read_newest(log: EventLog, session_id: str, fold: NewestFirstFold) -> 
     head: Head | None = None
     page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
     params = _events_query(log, session_id, page)
-    found, response = await asyncio.gather(
+    outcomes = await asyncio.gather(
         log.db.call("query", **_snapshot_query(log, session_id, fold.limit)),
         log.db.call("query", **params),
+        return_exceptions=True,  # both answered (or failed) before either error is raised
     )
+    found: dict[str, Any] = {}
+    response: dict[str, Any] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    found, response = outcomes  # type: ignore[assignment]
     for item in found.get("Items", []):
         snap.add(item)
     requests, rows, first = 2, 0, True

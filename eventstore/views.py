@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .chunks import encode_chunk, seal
+from .chunks import chunk_sk, encode_chunk, seal
 from .errors import ConditionFailedError, CorruptEventError, PayloadTooLargeError, StorageError
-from .fold import Snapshot
+from .fold import Sealed, Snapshot
 from .keys import (
     MAX_SEQ,
     META_SK,
@@ -275,6 +275,7 @@ async def write_session_views(
     ttl: int | None,
     stale_part_keys: Sequence[str] = (),
     payloads: PayloadStore | None = None,
+    replaced: Sealed | None = None,
 ) -> bool:
     """Write the snapshot and the meta item of a session, each only if it is newer.
 
@@ -288,6 +289,10 @@ async def write_session_views(
     (``stale_part_keys``, from ``read_views``: parts of a version 2 snapshot, chunks of
     an older epoch) that the new snapshot does not use are deleted, best effort (the
     projector role has no ``DeleteItem``: ``convlog rebuild`` / ``purge`` remove them).
+    When the new snapshot starts a new epoch, the chunks of ``replaced`` (the sealed
+    summary of the snapshot it replaces) are overwritten with content-free tombstones
+    whose ``ttl`` has passed (``PutItem``; DynamoDB's TTL then deletes them), so a
+    full read that meets them reads a few bytes each.
 
     Returns:
         ``True`` when the snapshot was written, ``False`` when the stored one is already
@@ -319,11 +324,31 @@ async def write_session_views(
                    snapshot.seq),
         _put_newer(db, table_name, [encode_meta(meta)], meta.seq),
     )
+    if written and replaced is not None and (
+        state.sealed is None or state.sealed.epoch != replaced.epoch
+    ):
+        await _tombstone_chunks(db, table_name, session_id, replaced)
     kept = {item["sk"]["S"] for item in items}
     stale = [sk for sk in stale_part_keys if written and sk not in kept]
     await asyncio.gather(*(_delete_stale(db, table_name, session_id, sk, snapshot.seq)
                            for sk in stale))
     return written
+
+
+async def _tombstone_chunks(
+    db: DynamoClient, table_name: str, session_id: str, replaced: Sealed
+) -> None:
+    """Overwrite the chunks of a replaced epoch with small expired items (best effort)."""
+    pk, now = session_pk(session_id), str(int(time.time()))
+    keys = [chunk_sk(replaced.epoch, index) for index in range(replaced.chunks)]
+    for start in range(0, len(keys), CHUNK_WRITES):
+        results = await asyncio.gather(*(
+            db.call("put_item", TableName=table_name, Item={
+                "pk": {"S": pk}, "sk": {"S": sk}, "ttl": {"N": now}, "stale": {"BOOL": True}})
+            for sk in keys[start : start + CHUNK_WRITES]), return_exceptions=True)
+        for result in results:  # a tombstone not written costs reads, never correctness
+            if isinstance(result, BaseException) and not isinstance(result, StorageError):
+                raise result
 
 
 async def _delete_stale(

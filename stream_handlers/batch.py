@@ -197,6 +197,7 @@ class ProjectionBatch:
             self.logger.info(f"session {session_id}: purged, {len(records)} records ignored",
                              extra={"session_id": session_id})
             return 0
+        stored = state.snapshot.sealed if state.snapshot is not None else None
         prior = state.snapshot if state.consistent else None
         if prior is not None and prior.expired(time.time()):
             prior = None  # every event it folded has expired: start from what is stored
@@ -250,6 +251,7 @@ class ProjectionBatch:
             await write_session_views(
                 self.db, self.table_name, session_id, result.snapshot, result.meta,
                 ttl=result.ttl, stale_part_keys=state.part_keys, payloads=self.payloads,
+                replaced=stored,
             )
         await write_tool_entries(self.db, self.table_name, result.tool_entries, limit=limit)
         return result.applied

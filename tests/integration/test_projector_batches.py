@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from typing import Any
 
 import pytest
@@ -18,7 +19,9 @@ from projection_support import (
     view_items,
 )
 
+from convlog.rebuild import rebuild_session
 from eventstore import DynamoDBSession
+from eventstore.log import EventLog
 from eventstore.records import StoredEvent, encode_event
 from eventstore.snapshots import decode_snapshot
 from eventstore.views import decode_meta
@@ -137,7 +140,8 @@ async def test_redelivery_and_replay_leave_views_byte_identical(
     # tool entries are dated by each table's own stream clock: compare them without it
     assert dump(_undated(view_items(boto3_client, tables["once"]))) == dump(
         _undated(view_items(boto3_client, tables["twice"])))
-    assert re.search(r"SNAPSHOT#[0-9a-f]{16}#0001", once)  # the large snapshot has parts
+    # the large entry's chunk has parts
+    assert re.search(r"SNAPSHOT#C[0-9]{12}#[0-9]{6}#[0-9a-f]{16}#0001", once)
 
     replay = make_pump(endpoint, tables["once"])  # a new reader starts at TRIM_HORIZON
     assert replay.drain() == len(stream_records(endpoint, tables["once"]))
@@ -243,7 +247,7 @@ async def test_views_stop_before_an_unreadable_event(
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ids[3:]
 
 
-async def test_parts_of_a_larger_older_snapshot_are_removed(
+async def test_chunks_of_a_cleared_state_are_tombstoned_and_rebuild_removes_the_rest(
     endpoint: Any, boto3_client: Any, table: str
 ) -> None:
     h = History("shrinks")
@@ -253,14 +257,22 @@ async def test_parts_of_a_larger_older_snapshot_are_removed(
     pump = make_pump(endpoint, table)
     pump.drain()
     keys = [i["sk"]["S"] for i in view_items(boto3_client, table)]
-    assert keys[:2] == ["META", "SNAPSHOT"] and len(keys) == 3
-    assert re.fullmatch(r"SNAPSHOT#[0-9a-f]{16}#0001", keys[2])  # addressed by its digest
+    assert keys[:2] == ["META", "SNAPSHOT"] and len(keys) == 4
+    assert re.fullmatch(r"SNAPSHOT#C[0-9]{12}#[0-9]{6}", keys[2])  # its chunk...
+    assert keys[3].startswith(keys[2] + "#") and keys[3].endswith("#0001")  # ...in parts
     small = [h.build(("clear", None), ts_of(1)),
              h.build(("add", [{"role": "user", "content": "fresh start"}]), ts_of(2))]
     put_events(boto3_client, table, small)
     pump.drain()
     views = view_items(boto3_client, table)
-    assert [i["sk"]["S"] for i in views] == ["META", "SNAPSHOT"]
+    assert [i["sk"]["S"] for i in views] == keys  # the projector deletes nothing...
+    assert set(views[2]) == {"pk", "sk", "ttl", "stale"}  # ...but empties the old chunk
+    assert int(views[2]["ttl"]["N"]) <= time.time()  # and DynamoDB's TTL removes it
     assert decode_snapshot(views[1]).items() == [{"role": "user", "content": "fresh start"}]
     reader = DynamoDBSession("shrinks", boto3_client, table)
+    assert await reader.get_items() == [{"role": "user", "content": "fresh start"}]
+    log = EventLog(boto3_client, table)  # convlog rebuild --reset: what remains goes
+    assert await rebuild_session(log, "shrinks", build_handler(boto3_client, table),
+                                 reset=True) == 3
+    assert [i["sk"]["S"] for i in view_items(boto3_client, table)] == ["META", "SNAPSHOT"]
     assert await reader.get_items() == [{"role": "user", "content": "fresh start"}]
