@@ -28,34 +28,37 @@ Read = Callable[[DynamoDBSession], Awaitable[Any]]
 CPU_CALLS = 40
 
 
+def _request_key(operation: str, kwargs: dict[str, Any]) -> str:
+    return operation + repr(kwargs)  # the same code builds the same request, keys in order
+
+
 class RecordingClient(DynamoClient):
-    """A real client that keeps every response it returns."""
+    """A real client that keeps every response it returns, with the request it answered."""
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
-        self.responses: list[dict[str, Any]] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []
 
     async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         response = await super().call(operation, **kwargs)
-        self.responses.append(response)
+        self.responses.append((_request_key(operation, kwargs), response))
         return response
 
 
 class CannedClient(DynamoClient):
-    """Answers the recorded requests, in order, from memory."""
+    """Answers the recorded requests from memory (by request: some are sent at once)."""
 
-    def __init__(self, raw: Any, responses: list[dict[str, Any]]) -> None:
+    def __init__(self, raw: Any, responses: list[tuple[str, dict[str, Any]]]) -> None:
         super().__init__(raw)
-        self.responses = responses
-        self.next = 0
+        self.responses = dict(responses)
 
     async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        response = self.responses[self.next % len(self.responses)]
-        self.next += 1
-        return response
+        return self.responses[_request_key(operation, kwargs)]
 
 
-async def record(raw: Any, table: str, session_id: str, read: Read) -> list[dict[str, Any]]:
+async def record(
+    raw: Any, table: str, session_id: str, read: Read
+) -> list[tuple[str, dict[str, Any]]]:
     """The responses one real ``read`` receives."""
     recorder = RecordingClient(raw)
     await read(DynamoDBSession(session_id, recorder, table))
@@ -63,7 +66,8 @@ async def record(raw: Any, table: str, session_id: str, read: Read) -> list[dict
 
 
 async def own_cpu_ms(
-    raw: Any, responses: list[dict[str, Any]], table: str, session_id: str, read: Read,
+    raw: Any, responses: list[tuple[str, dict[str, Any]]], table: str, session_id: str,
+    read: Read,
     calls: int = CPU_CALLS,
 ) -> float:
     """Median CPU milliseconds of ``read`` answered from ``responses`` (no I/O)."""

@@ -14,8 +14,10 @@ chunk set was started; a clear, a compaction or a removal deeper than the tail s
 new one, and the chunks of the old epoch (which sort after the new one's) are left for
 ``convlog rebuild`` / ``purge`` to delete (the projector has no ``DeleteItem``).
 
-Chunks are chained: ``chain = sha256(prev + digest)``, ``digest`` the sha256 of the
-chunk's canonical JSON; each chunk stores the chain value before it (``prev``) and the
+Chunks are chained: ``chain = sha256(prev + digest)``, where a chunk's ``digest`` joins
+the sha256 of its canonical JSON (``payload_sha256``, what an S3 object is checked
+against) and the sha256 of its stored bytes (``sdig``: compressed, so a reader hashes a
+quarter of the bytes); each chunk stores the chain value before it (``prev``) and the
 head stores the last one, so a reader checks whichever newest chunks it reads against the
 head, and a full read checks the whole chain from ``GENESIS_CHAIN``.
 
@@ -35,6 +37,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .errors import CorruptEventError
 from .events import canonical_json
@@ -76,6 +80,11 @@ class Chunk:
     body: Body
     count: int
     ttl: int | None
+
+    @property
+    def stored_digest(self) -> str:
+        """The sha256 of the stored bytes (``sdig``)."""
+        return hashlib.sha256(self.body.data).hexdigest()
 
 
 def chunk_sk(epoch: int, index: int) -> str:
@@ -145,8 +154,10 @@ def seal(snapshot: Snapshot, *, tail_bytes: int | None = None) -> tuple[Snapshot
         piece = tail[start:end]
         body = encode_body([[e.item, e.seq, e.ttl] for e in piece], inline_limit=None)
         ttl = _ttl_of(piece)
-        chunks.append(Chunk(sealed.epoch, index, chain, body, len(piece), ttl))
-        chain, index, count = link(chain, body.digest), index + 1, count + len(piece)
+        chunk = Chunk(sealed.epoch, index, chain, body, len(piece), ttl)
+        chunks.append(chunk)
+        chain = link(chain, body.digest + chunk.stored_digest)
+        index, count = index + 1, count + len(piece)
         never = never or ttl is None
         ttls.append(ttl)
         total -= size
@@ -168,6 +179,7 @@ def encode_chunk(session_id: str, chunk: Chunk, *, object_key: str | None = None
         **(object_attrs(chunk.body, object_key) if object_key
            else payload_attrs(chunk.body.encoding, pieces)),
         DIGEST_ATTR: {"S": chunk.body.digest},
+        "sdig": {"S": chunk.stored_digest},
     }
     if chunk.ttl is not None:
         item["ttl"] = {"N": str(chunk.ttl)}
@@ -189,9 +201,10 @@ def chunk_prev(item: AttrMap) -> str:
 def decode_rows(
     item: AttrMap, parts: Sequence[AttrMap] = (), *, raw: bytes | None = None,
 ) -> tuple[Rows, str]:
-    """The entries of a chunk as ``[item, seq, ttl]`` lists, and its digest (checked).
+    """The entries of a chunk as ``[item, seq, ttl]`` lists, and its chain digest.
 
-    ``raw``: the chunk's canonical JSON fetched (and checked) from S3, if it lives there.
+    The digest of inline bytes is computed here (the chain then checks them); ``raw``:
+    the chunk's canonical JSON fetched from S3 and checked against ``payload_sha256``.
 
     Raises:
         CorruptEventError: Parts missing, bad bytes, a digest mismatch or a wrong shape.
@@ -200,10 +213,12 @@ def decode_rows(
         digest = str(item[DIGEST_ATTR]["S"])
         if raw is None:
             pieces = [chunk_of(item)] + [chunk_of(p) for p in select_parts(item, parts)]
-            raw = inflate_payload(item["enc"]["S"], pieces, DEFAULT_MAX_STATE_BYTES)
-            if hashlib.sha256(raw).hexdigest() != digest:
-                raise CorruptEventError(f"{item['sk']['S']}: not what its digest says")
-        return rows_of(json.loads(raw)), digest
+            stored = b"".join(pieces)
+            digest += hashlib.sha256(stored).hexdigest()
+            raw = inflate_payload(item["enc"]["S"], [stored], DEFAULT_MAX_STATE_BYTES)
+        else:
+            digest += str(item["sdig"]["S"])
+        return rows_of(parse(raw)), digest
     except CorruptEventError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, zlib.error,
@@ -217,13 +232,28 @@ def rows_of(data: Any) -> Rows:
     Raises:
         ValueError: Another shape.
     """
-    if type(data) is not list or not all(
-        type(r) is list and len(r) == 3 and type(r[0]) is dict and type(r[1]) is int
-        and (r[2] is None or type(r[2]) is int)
-        for r in data
-    ):
+    if type(data) is not list:
         raise ValueError("snapshot entries have the wrong shape")
+    for r in data:  # a plain loop: the read path's hottest check
+        if type(r) is not list or len(r) != 3 or type(r[0]) is not dict or (
+            type(r[1]) is not int or (r[2] is not None and type(r[2]) is not int)
+        ):
+            raise ValueError("snapshot entries have the wrong shape")
     return data
+
+
+def parse(raw: bytes) -> Any:
+    """Parse canonical JSON with orjson (about 2x faster), falling back to ``json``.
+
+    ``json`` wrote it, and accepts what orjson refuses (integers beyond 64 bits, NaN).
+
+    Raises:
+        ValueError: Not JSON.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def entries_of(rows: Rows) -> tuple[Entry, ...]:

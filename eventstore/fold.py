@@ -267,10 +267,13 @@ class NewestFirstFold:
         """Like ``feed_snapshot``, from decoded ``[item, seq, ttl]`` rows, oldest first."""
         if not self.done:
             now = self.now
-            expiring = any(r[2] is not None for r in rows)
-            live = [r for r in rows if r[2] is None or r[2] > now] if expiring else rows
-            self.expiring = self.expiring or expiring
-            self._take([r[0] for r in live], [r[2] for r in live])
+            ttls = [r[2] for r in rows]
+            if ttls.count(None) == len(ttls):
+                self._take([r[0] for r in rows], ttls)
+            else:
+                self.expiring = True
+                live = [r for r in rows if r[2] is None or r[2] > now]
+                self._take([r[0] for r in live], [r[2] for r in live])
         self.done = True
 
     def finish(self) -> None:

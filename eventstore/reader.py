@@ -185,7 +185,8 @@ class SnapshotRead:
                 raise CorruptEventError(f"snapshot chunk {index} is out of the chain")
             expected = prev
             older.append(found)
-            live += sum(1 for r in found if r[2] is None or r[2] > now)
+            if need is not None:
+                live += sum(1 for r in found if r[2] is None or r[2] > now)
         return [row for chunk in reversed(older) for row in chunk] + rows
 
     async def _fetch(self, epoch: int, low: int, high: int) -> None:

@@ -38,6 +38,7 @@ from .chunks import (
     encode_chunk,
     entries_of,
     link,
+    parse,
     rows_of,
     seal,
 )
@@ -117,7 +118,7 @@ def head_rows(head: AttrMap) -> Rows:
         raw = inflate_payload(head["enc"]["S"], [chunk_of(head)], DEFAULT_MAX_STATE_BYTES)
         if hashlib.sha256(raw).hexdigest() != head[DIGEST_ATTR]["S"]:
             raise CorruptEventError("snapshot tail: not what its digest says")
-        return rows_of(json.loads(raw))
+        return rows_of(parse(raw))
     except CorruptEventError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, zlib.error,
