@@ -245,7 +245,7 @@ def rows_of(data: Any) -> Rows:
 def parse(raw: bytes) -> Any:
     """Parse canonical JSON with orjson (about 2x faster), falling back to ``json``.
 
-    ``json`` wrote it, and accepts what orjson refuses (integers beyond 64 bits, NaN).
+    ``json`` wrote it, and accepts what orjson refuses (integers beyond 64 bits).
 
     Raises:
         ValueError: Not JSON.

@@ -37,7 +37,7 @@ from .payloads import PayloadStore
 from .queries import QueryMixin
 from .turns import current_turn
 from .usage import UsageMixin
-from .window import POP_WINDOW, Window, backoff, event_of
+from .window import POP_WINDOW, Window, backoff, copy_json, event_of
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -188,7 +188,7 @@ class DynamoDBSession(
             return other
         result = await self._read(fold)
         if effective is None:
-            newest = copy.deepcopy(result.items[-POP_WINDOW:])  # the caller may mutate them
+            newest = copy_json(result.items[-POP_WINDOW:])  # the caller may mutate them
             self._keep(Window(result.head or Head(), newest,
                               len(newest) == len(result.items), fold.expiring,
                               result.ttls[-POP_WINDOW:]))

@@ -20,6 +20,8 @@ import random
 import time
 from typing import Any
 
+import orjson
+
 from .errors import CorruptEventError
 from .log import Head
 from .records import OBJECT_ATTR, StoredEvent, decode_event
@@ -93,6 +95,18 @@ def head_of(item: dict[str, Any] | None) -> Head | None:
         return Head.of_item(item) if item else None
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (a round trip through orjson, ~5x faster than deepcopy).
+
+    ``copy.deepcopy`` serves what orjson refuses (integers beyond 64 bits; items never
+    hold NaN or infinity: ``add_items`` rejects them).
+    """
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return copy.deepcopy(value)
 
 
 async def backoff(attempt: int) -> None:
