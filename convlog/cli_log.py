@@ -174,9 +174,11 @@ def run_purge(ctx: CliContext) -> int:
             ctx.print("nothing deleted")
             return EXIT_FAILED
     signer = purge_signer(ctx)  # with digests: sign what is erased, before erasing it
+    payloads = ctx.payloads()
     if shared and args.shared == "content":
         _signed(ctx, signer, {sid: plan.heads[sid] for sid in shared}, args.user)
-        erased = [run_async(erase_user_content(db, ctx.table, sid, args.user))
+        erased = [run_async(erase_user_content(db, ctx.table, sid, args.user,
+                                               payloads=payloads))
                   for sid in sorted(shared)]
         _signed(ctx, signer, {e.session_id: e.through for e in erased}, args.user)
         ctx.print(f"erased the content of {args.user!r} in {len(erased)} sessions "
@@ -190,7 +192,6 @@ def run_purge(ctx: CliContext) -> int:
         total = len(plan.keys) + len(plan.cache_refs)
     bar = (Progress(total, "items", ctx.err, description="purge")
            if total > 250 else None)
-    payloads = ctx.payloads()
     objects = (run_async(_count_objects(payloads, plan.sessions))
                if payloads is not None else 0)
     _signed(ctx, signer, plan.heads)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventstore.client import DynamoClient
-from eventstore.errors import ConditionFailedError, InvalidInputError
+from eventstore.errors import ConditionFailedError, InvalidInputError, PayloadStoreRequiredError
 from eventstore.keys import (
     CACHE_REF_PREFIX,
     META_SK,
@@ -40,8 +40,17 @@ from eventstore.keys import (
     seq_of,
     session_pk,
 )
+from eventstore.limits import DEFAULT_MAX_STATE_BYTES
 from eventstore.log import EventLog
-from eventstore.records import ERASED_ENCODING, ROLES, AttrMap, decode_event
+from eventstore.payloads import PayloadStore
+from eventstore.records import (
+    ERASED_ENCODING,
+    OBJECT_ATTR,
+    ROLES,
+    AttrMap,
+    decode_event,
+    object_ref,
+)
 from eventstore.snapshots import encode_snapshot
 from eventstore.views import encode_meta
 from projections.session import project_session
@@ -68,12 +77,19 @@ class ContentErasure:
 
 
 async def erase_user_content(
-    db: DynamoClient, table: str, session_id: str, user_id: str
+    db: DynamoClient, table: str, session_id: str, user_id: str,
+    *, payloads: PayloadStore | None = None,
 ) -> ContentErasure:
     """Remove the payload of every event ``user_id`` wrote in ``session_id``.
 
+    An event whose payload lives in the payload bucket loses its reference, and, with
+    ``payloads``, the object too (unless a kept event of the session has the same
+    content); the old snapshot's object, which folds the user's content, goes as well.
+
     Raises:
         InvalidInputError: An event of the user is of hash schema 1 (nothing written).
+        PayloadStoreRequiredError: An event of the user keeps its payload in S3 and no
+            ``payloads`` is given (nothing written).
         ConditionFailedError: An event changed while it was being erased.
     """
     items = [i async for i in db.items(
@@ -95,10 +111,11 @@ async def erase_user_content(
         sk = i["sk"]["S"]
         if is_event_sk(sk) and is_part_sk(sk) and sk.rsplit("#", 1)[0] in mine:
             part_items.setdefault(sk.rsplit("#", 1)[0], []).append(i)
-    for head in heads:
-        if head.get("enc", {}).get("S") != ERASED_ENCODING:
-            roles = _roles_of(head, part_items.get(head["sk"]["S"], []))
-            await _erase_event(db, table, head, roles, now)
+    todo = [h for h in heads if h.get("enc", {}).get("S") != ERASED_ENCODING]
+    roles = {h["sk"]["S"]: await _roles_of(h, part_items.get(h["sk"]["S"], []), payloads)
+             for h in todo}  # every read before the first write
+    for head in todo:
+        await _erase_event(db, table, head, roles[head["sk"]["S"]], now)
     parts = [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items
              if is_event_sk(i["sk"]["S"]) and is_part_sk(i["sk"]["S"])
              and i["sk"]["S"].rsplit("#", 1)[0] in mine]
@@ -113,6 +130,12 @@ async def erase_user_content(
         await write_batch(db, table, parts[start : start + 25])
     stale = [i["sk"]["S"] for i in items if i["sk"]["S"].startswith(SNAPSHOT_SK)]
     await _rewrite_views(db, table, session_id, stale)
+    if payloads is not None:  # nothing references these objects any more
+        kept = {ref[0] for i in items if i["sk"]["S"] not in mine and is_event_sk(i["sk"]["S"])
+                and (ref := object_ref(i)) is not None}
+        gone = {ref[0] for i in [*heads, *(i for i in items if i["sk"]["S"] == SNAPSHOT_SK)]
+                if (ref := object_ref(i)) is not None}
+        await payloads.delete(sorted(gone - kept))
     return ContentErasure(session_id, len(heads), entries,
                           max((seq_of(h["sk"]["S"]) for h in heads), default=0))
 
@@ -130,7 +153,7 @@ async def _erase_event(
         await db.call(
             "update_item", TableName=table, Key={"pk": head["pk"], "sk": head["sk"]},
             UpdateExpression="SET " + ", ".join(sets)
-            + " REMOVE payload, parts, gsi1pk, gsi1sk",
+            + f" REMOVE payload, parts, gsi1pk, gsi1sk, {OBJECT_ATTR}",
             ConditionExpression="#h = :h",
             ExpressionAttributeNames={"#h": "hash"},
             ExpressionAttributeValues=kept,
@@ -141,9 +164,23 @@ async def _erase_event(
         ) from exc
 
 
-def _roles_of(head: AttrMap, parts: list[AttrMap]) -> list[str]:
-    """The role of each item of an ``items_added`` event (what an erased one keeps)."""
-    stored = decode_event(head, parts)
+async def _roles_of(
+    head: AttrMap, parts: list[AttrMap], payloads: PayloadStore | None
+) -> list[str]:
+    """The role of each item of an ``items_added`` event (what an erased one keeps).
+
+    Raises:
+        PayloadStoreRequiredError: The payload is in S3 and there is no ``payloads``.
+    """
+    raw = None
+    ref = object_ref(head)
+    if ref is not None:
+        if payloads is None:
+            raise PayloadStoreRequiredError(
+                f"{head['pk']['S']} {head['sk']['S']} keeps its payload in the payload "
+                "bucket: pass the bucket (--bucket or CONVLOG_BUCKET) to erase it")
+        raw = await payloads.get(*ref, max_bytes=DEFAULT_MAX_STATE_BYTES)
+    stored = decode_event(head, parts, raw=raw)
     if stored.event.type != "items_added":
         return []
     return [r if (r := i.get("role")) in ROLES else "assistant" for i in stored.event.items]

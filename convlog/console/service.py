@@ -275,7 +275,8 @@ class ConsoleService:
         erased: list[ContentErasure] = []
         if shared and choice == "content" and user is not None:
             await self._sign(digests, {s: plan.heads[s] for s in shared}, user)
-            erased = [await erase_user_content(self.db, self.table, s, user)
+            erased = [await erase_user_content(self.db, self.table, s, user,
+                                               payloads=self.payloads)
                       for s in sorted(shared)]
             await self._sign(digests, {e.session_id: e.through for e in erased}, user)
             plan = plan.without(set(shared))

@@ -255,3 +255,38 @@ async def test_erasing_only_one_users_content_keeps_the_chain_verifiable(
     again = await asyncio.to_thread(cli, capsys, endpoint, table, "purge", "--user", "alice",
                                     "--yes")
     assert again.code == 1 and "nothing to purge" in again.out
+
+
+async def test_erasing_content_kept_in_s3_deletes_its_object(
+    boto3_client: Any, table: str, s3_client: Any, bucket: str
+) -> None:
+    from test_payload_store import objects
+    from test_session_size_ttl import noise
+
+    from convlog.erase_content import erase_user_content
+    from eventstore.errors import PayloadStoreRequiredError
+    from eventstore.payloads import PayloadStore
+
+    sid = f"team-s3-{uuid.uuid4().hex[:6]}"
+    store = dict(s3_client=s3_client, bucket_name=bucket)
+    big = {"role": "user", "content": f"my SSN is {SSN} " + noise(600_000, seed=5)}
+    await DynamoDBSession(sid, boto3_client, table, user_id="alice", **store).add_items([big])
+    bob = {"role": "user", "content": "bob here"}
+    await DynamoDBSession(sid, boto3_client, table, user_id="bob", **store).add_items([bob])
+    assert len(objects(s3_client, bucket, sid)) == 1  # alice's event lives in S3
+    before = dump(scan(boto3_client, table))
+    db = wrap_client(boto3_client)
+    with pytest.raises(PayloadStoreRequiredError):  # refused before any write
+        await erase_user_content(db, table, sid, "alice")
+    assert dump(scan(boto3_client, table)) == before
+    payloads = PayloadStore(s3_client, bucket)
+    erased = await erase_user_content(db, table, sid, "alice", payloads=payloads)
+    assert erased.events == 1 and erased.through == 1
+    assert objects(s3_client, bucket, sid) == []  # the content is gone from S3 too
+    head = next(i for i in scan(boto3_client, table) if key_of(i) == (f"SESSION#{sid}",
+                                                                       "EVENT#000000000001"))
+    assert "obj" not in head and "payload" not in head
+    report = await verify_session(EventLog(boto3_client, table, payloads=payloads), sid)
+    assert report.ok and report.events == 2, report.problem
+    assert await DynamoDBSession(sid, boto3_client, table, **store).get_items() == [
+        {"role": "user", "content": "[erased]"}, bob]
