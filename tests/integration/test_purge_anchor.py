@@ -176,3 +176,15 @@ def test_a_purge_racing_an_anchor_run_for_one_digest_number_keeps_the_chain(
     forked = Link(1, "0" * 64, "")  # a third number 2 naming another predecessor
     store.write([], link=forked)
     assert store.load().problem == "the digests numbered 2 name different predecessors"
+
+
+def test_a_purge_whose_record_cannot_be_signed_erases_nothing(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, store: DigestStore,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sid = session(boto3_client, table, 2)
+    before = [i for i in scan(boto3_client, table) if key_of(i)[0] == session_pk(sid)]
+    monkeypatch.setenv("CONVLOG_SIGNING_KEY", str(uuid.uuid4()))  # a key it may not use
+    result = cli(capsys, endpoint, table, "purge", "--session", sid, "--yes")
+    assert result.code != 0 and "kms:Sign failed" in result.err
+    assert [i for i in scan(boto3_client, table) if key_of(i)[0] == session_pk(sid)] == before
