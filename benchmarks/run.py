@@ -219,10 +219,12 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "",
         report.read_table(results, results.get_all),
         "",
-        "convlog reads its partition newest first in pages; the first page holds "
-        f"{FIRST_PAGE} rows (for `get_items(limit=N)`, N + 8 if that is fewer), "
-        "so a read behind a fresh snapshot also pays for the few newest events that share "
-        "that page, which it does not need.",
+        "convlog sends two queries at once (one round trip): the snapshot (its head, then "
+        "its newest sealed chunks; the head alone for `get_items(limit=N)` with N up to 64) "
+        "and the newest events, whose first page holds "
+        f"{FIRST_PAGE} rows (for `get_items(limit=N)`, N + 8 if that is fewer), so a read "
+        "behind a fresh snapshot also pays for the few newest events that share that page, "
+        "which it does not need.",
         "",
         "## get_items(limit=20)",
         "",
