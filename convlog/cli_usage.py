@@ -27,7 +27,7 @@ from typing import Any
 from eventstore.events import USAGE_FIELDS
 from eventstore.history import MAIN_BRANCH, branch_session_id
 from eventstore.log import EventLog
-from eventstore.sessions_index import MAX_LIMIT, SessionPage, list_sessions
+from eventstore.sessions_index import MAX_LIMIT, list_sessions
 
 from .audit import parse_time
 from .cli import EXIT_OK, CliContext, run_async
@@ -78,19 +78,20 @@ async def usage_report(
         page = await list_sessions(client, table, user_id, limit=MAX_LIMIT, cursor=cursor)
         if page.user_usage is not None:
             total = page.user_usage.as_tuple()
+        older = False  # the index is newest-active first: past one older session, all are
         for info in page.sessions:
             if since is None:
                 totals: Totals = (info.requests, info.input_tokens, info.output_tokens,
                                   info.total_tokens)
             elif parse_time(info.last_active) < since:
-                page = SessionPage(page.sessions)  # newest-active first: no later page
+                older = True
                 break
             else:
                 partition = branch_session_id(info.session_id, info.branch_id or MAIN_BRANCH)
                 totals = await _usage_since(log, partition, since)
             if any(totals):
                 found.append(SessionUsage(info.session_id, totals, info.branch_id))
-        cursor = page.cursor
+        cursor = None if older else page.cursor
         if cursor is None:
             break
     return found, total if since is None and total is not None else summed(found)

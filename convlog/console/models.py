@@ -79,6 +79,10 @@ class SessionsPage(_Model):
 
     user_id: str
     sessions: list[SessionSummary]
+    user_usage: UsageTotals | None = Field(
+        default=None,
+        description="the user's usage over all sessions, as the projector keeps it "
+        "(first page only; null on pages a cursor fetches)")
     cursor: str | None = Field(description="pass as `cursor` to get the next page; null at the end")
 
 

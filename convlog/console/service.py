@@ -130,6 +130,11 @@ class ConsoleService:
                 if self.tenant is None or s.session_id.startswith(self.tenant + "/")
             ],
             cursor=page.cursor,
+            user_usage=None if page.user_usage is None else UsageTotals(
+                requests=page.user_usage.requests,
+                input_tokens=page.user_usage.input_tokens,
+                output_tokens=page.user_usage.output_tokens,
+                total_tokens=page.user_usage.total_tokens),
         )
 
     async def verify(self, session_id: str) -> VerifyOut:

@@ -76,9 +76,11 @@ def test_sessions_carry_their_usage_totals(data: ConsoleData, url: str) -> None:
     asyncio.run(session.add_items([{"role": "user", "content": "hi"}]))
     asyncio.run(session.store_run_usage(run))
     project(data)
-    [listed] = get(url, "sessions", user_id=user).json()["sessions"]
+    page = get(url, "sessions", user_id=user).json()
+    [listed] = page["sessions"]
     assert listed["usage"] == {"requests": 2, "input_tokens": 120, "output_tokens": 30,
                                "total_tokens": 150}
+    assert page["user_usage"] == listed["usage"]  # the user's totals, kept by the projector
     [quiet] = get(url, "sessions", user_id=ACME_USER, limit=1).json()["sessions"]
     assert quiet["usage"]["total_tokens"] == 0
 
