@@ -327,39 +327,33 @@ async def write_session_views(
     if written and replaced is not None and (
         state.sealed is None or state.sealed.epoch != replaced.epoch
     ):
-        await _tombstone_chunks(db, table_name, session_id, replaced)
+        keys = [chunk_sk(replaced.epoch, index) for index in range(replaced.chunks)]
+        await _empty(db, table_name, session_id, keys, {})
     kept = {item["sk"]["S"] for item in items}
     stale = [sk for sk in stale_part_keys if written and sk not in kept]
-    await asyncio.gather(*(_delete_stale(db, table_name, session_id, sk, snapshot.seq)
-                           for sk in stale))
+    await _empty(db, table_name, session_id, stale, _replace_condition(snapshot.seq))
     return written
 
 
-async def _tombstone_chunks(
-    db: DynamoClient, table_name: str, session_id: str, replaced: Sealed
+async def _empty(
+    db: DynamoClient, table_name: str, session_id: str, keys: Sequence[str],
+    condition: dict[str, Any],
 ) -> None:
-    """Overwrite the chunks of a replaced epoch with small expired items (best effort)."""
+    """Overwrite older views' items with small expired ones (puts only, best effort).
+
+    The items are the chunks of a replaced epoch or the parts of a version 2 snapshot;
+    the projector's role has no ``DeleteItem``.
+    """
     pk, now = session_pk(session_id), str(int(time.time()))
-    keys = [chunk_sk(replaced.epoch, index) for index in range(replaced.chunks)]
     for start in range(0, len(keys), CHUNK_WRITES):
         results = await asyncio.gather(*(
             db.call("put_item", TableName=table_name, Item={
-                "pk": {"S": pk}, "sk": {"S": sk}, "ttl": {"N": now}, "stale": {"BOOL": True}})
+                "pk": {"S": pk}, "sk": {"S": sk}, "ttl": {"N": now}, "stale": {"BOOL": True}},
+                **condition)
             for sk in keys[start : start + CHUNK_WRITES]), return_exceptions=True)
-        for result in results:  # a tombstone not written costs reads, never correctness
+        for result in results:  # not written (a newer view owns it) costs reads, not truth
             if isinstance(result, BaseException) and not isinstance(result, StorageError):
                 raise result
-
-
-async def _delete_stale(
-    db: DynamoClient, table_name: str, session_id: str, sk: str, seq: int
-) -> None:
-    with contextlib.suppress(StorageError):  # a newer snapshot owns it, or no DeleteItem
-        await db.call(
-            "delete_item", TableName=table_name,
-            Key={"pk": {"S": session_pk(session_id)}, "sk": {"S": sk}},
-            **_replace_condition(seq),
-        )
 
 
 def purge_tombstones(session_id: str, through_seq: int, now: float) -> list[AttrMap]:

@@ -13,6 +13,7 @@ measured on the embedded endpoint through ``benchmarks.meter.CapacityMeter``:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -226,3 +227,30 @@ async def test_a_tampered_chunk_is_never_served_and_verify_deep_names_it(
     problems = await check_views(log, "tampered")
     assert [p.view for p in problems] == ["SNAPSHOT"]
     assert "cannot be decoded" in problems[0].message
+
+
+async def test_a_version_2_snapshots_parts_are_emptied_with_puts_only(
+    boto3_client: Any, table: str
+) -> None:
+    """The projector's role has no DeleteItem: an older view's part is overwritten by a
+    small expired item (before, a delete_item AWS would refuse, its error swallowed)."""
+    history = History("legacy-parts")
+    events = [history.build(("add", turn(i)), ts_of(i)) for i in range(3)]
+    put_events(boto3_client, table, events)
+    part = {"pk": {"S": session_pk("legacy-parts")}, "sk": {"S": f"{SNAPSHOT_SK}#{'a' * 16}#0001"},
+            "seq": {"N": "2"}, "payload": {"S": "x" * 2000}}
+    boto3_client.put_item(TableName=table, Item=part)
+    boto3_client.put_item(TableName=table, Item={  # a version 2 head in two parts
+        "pk": part["pk"], "sk": {"S": SNAPSHOT_SK}, "v": {"N": "2"}, "seq": {"N": "2"},
+        "hash": {"S": events[1].hash}, "count": {"N": "4"}, "parts": {"N": "2"},
+        "enc": {"S": "json"}, "payload": {"S": "{"}})
+    sent: list[str] = []
+    boto3_client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: sent.append(model.name))
+    handler = build_handler(boto3_client, table)
+    assert handler({"Records": insert_records(events, first_id=1)}, None) == {
+        "batchItemFailures": []}
+    left = boto3_client.get_item(TableName=table, Key={"pk": part["pk"], "sk": part["sk"]})
+    assert set(left["Item"]) == {"pk", "sk", "ttl", "stale"}
+    assert int(left["Item"]["ttl"]["N"]) <= time.time() + 1
+    assert "DeleteItem" not in sent

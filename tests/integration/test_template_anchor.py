@@ -36,14 +36,15 @@ def test_the_anchor_runs_on_a_schedule_with_its_own_role(resources: dict[str, An
     assert env["DIGEST_BUCKET"] == {"Ref": "DigestBucket"}
 
 
-def test_only_the_anchor_role_may_sign(resources: dict[str, Any]) -> None:
+def test_only_the_anchor_and_the_console_purge_may_sign(resources: dict[str, Any]) -> None:
     key = resources["SigningKey"]["Properties"]
     assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
     signers = [s["Principal"] for s in key["KeyPolicy"]["Statement"]
                if s["Effect"] == "Allow" and any(
                    a in ("kms:Sign", "kms:*", "*") for a in _actions(s))]
-    assert signers == [{"AWS": {"Fn::GetAtt": ["AnchorRole", "Arn"]}}]
-    for name in ("ProjectorRole", "AnchorRole"):
+    assert signers == [{"AWS": [{"Fn::GetAtt": ["AnchorRole", "Arn"]},
+                                {"Fn::GetAtt": ["ConsolePurgeRole", "Arn"]}]}]
+    for name in ("ProjectorRole", "AnchorRole", "ConsolePurgeRole", "ConsoleRole"):
         for policy in resources[name]["Properties"]["Policies"]:
             for statement in policy["PolicyDocument"]["Statement"]:
                 kms = {a for a in _actions(statement) if a.startswith("kms:")}
@@ -69,8 +70,27 @@ def test_digests_are_locked_in_compliance_mode_and_nobody_may_delete_them(
                        "s3:PutObjectRetention", "logs:CreateLogStream", "logs:PutLogEvents"}
     deny = resources["DigestBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert (deny["Effect"], deny["Action"]) == ("Deny", "s3:PutObject")
-    assert deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == {
-        "Fn::GetAtt": ["AnchorRole", "Arn"]}
+    assert deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [
+        {"Fn::GetAtt": ["AnchorRole", "Arn"]}, {"Fn::GetAtt": ["ConsolePurgeRole", "Arn"]}]
+
+
+def test_the_console_purge_signs_its_records_and_cannot_delete_digests(
+    resources: dict[str, Any]
+) -> None:
+    """A deployed console purge signs what it erases (issue 11): without the digest
+    settings and rights, verify would report every purged anchored session as deleted."""
+    env = resources["ConsolePurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CONVLOG_DIGEST_BUCKET"] == {"Ref": "DigestBucket"}
+    assert env["CONVLOG_SIGNING_KEY"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+    statements = resources["ConsolePurgeRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"]["Statement"]
+    on_digests = [s for s in statements
+                  if "DigestBucket" in json.dumps(s["Resource"])]
+    granted = {a for s in on_digests for a in _actions(s)}
+    assert granted == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:PutObjectRetention"}
+    everything = {a for s in statements for a in _actions(s)}
+    assert not any(a.startswith("s3:Delete") and "Payload" not in json.dumps(s["Resource"])
+                   for s in statements for a in _actions(s)), everything
 
 
 @pytest.mark.parametrize("name", ["application-policy.json", "tenant-isolation-policy.json"])

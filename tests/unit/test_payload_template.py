@@ -102,5 +102,11 @@ def test_the_consoles_read_and_purge_payload_objects() -> None:
     assert _actions(purger["DeletePayloadObjects"]) == ["s3:DeleteObject"]
     s3_actions = {a for role in ("ConsoleRole", "ConsolePurgeRole")
                   for s in _statements(resources, role).values() for a in _actions(s)
-                  if a.startswith("s3:")}
+                  if a.startswith("s3:") and "PayloadBucket" in str(s["Resource"])}
     assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:DeleteObject"}
+    # the purge role's other S3 rights are on the digest bucket (its signed records)
+    others = {str(s["Resource"]) for role in ("ConsoleRole", "ConsolePurgeRole")
+              for s in _statements(resources, role).values()
+              if any(a.startswith("s3:") for a in _actions(s))
+              and "PayloadBucket" not in str(s["Resource"])}
+    assert others and all("DigestBucket" in r for r in others), others
