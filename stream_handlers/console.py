@@ -1,9 +1,9 @@
 """Lambda entry point of the audit console (API Gateway HTTP API, IAM-authorised).
 
 ``handler`` builds the FastAPI app of ``convlog.console`` through Mangum on its first
-call, from ``TABLE_NAME``, ``CONSOLE_ADMIN``, ``CONSOLE_TENANT``, ``PAYLOAD_BUCKET`` and
-(admin: signed purge records) ``CONVLOG_DIGEST_BUCKET``/``CONVLOG_SIGNING_KEY``; the template deploys
-it twice: read-only (audit role) and admin (purge role, POST /api/admin/* only).
+call, from ``TABLE_NAME``, ``CONSOLE_ADMIN``, ``CONSOLE_TENANT``, ``PAYLOAD_BUCKET``
+and (admin: signed purge records) ``CONVLOG_DIGEST_BUCKET``/``CONVLOG_SIGNING_KEY``; the
+template deploys it twice: read-only (audit role) and admin (purge role, POST /api/admin/* only).
 
 Example:
     ```python
