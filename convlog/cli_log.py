@@ -27,6 +27,7 @@ from eventstore.keys import validate_session_id
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore, session_prefix
 from eventstore.sessions_index import SessionPage, list_sessions
+from eventstore.user_usage import forget_usage
 
 from .audit import iter_session_ids
 from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
@@ -186,7 +187,8 @@ def run_purge(ctx: CliContext) -> int:
                   f"{sum(e.cache_entries for e in erased)} tool-cache entries); other "
                   "users' events and the hash chain are intact")
         plan = plan.without(set(shared))
-        if plan.empty:
+        if plan.empty:  # nothing left to delete whole: the user's usage totals go too
+            run_async(forget_usage(db, ctx.table, {}, user_id=args.user))
             return EXIT_OK
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
         total = len(plan.keys) + len(plan.cache_refs)

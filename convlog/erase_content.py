@@ -31,6 +31,7 @@ from typing import Any
 
 from eventstore.client import DynamoClient
 from eventstore.errors import ConditionFailedError, InvalidInputError, PayloadStoreRequiredError
+from eventstore.events import ItemsAdded, ItemsReplaced, UsageRecorded
 from eventstore.keys import (
     CACHE_REF_PREFIX,
     META_SK,
@@ -52,10 +53,14 @@ from eventstore.records import (
     object_ref,
 )
 from eventstore.snapshots import encode_snapshot
+from eventstore.user_usage import forget_usage
 from eventstore.views import encode_meta
 from projections.session import project_session
 
 from .purge import CacheRef, delete_owned_entry, write_batch
+
+# the event types that carry a user's content (the others hold ids and counts only)
+ERASABLE = frozenset({"items_added", "items_replaced", "item_popped", "usage_recorded"})
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ async def erase_user_content(
         ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}}, ConsistentRead=True,
     )]
     heads = [i for i in items if is_event_sk(i["sk"]["S"]) and not is_part_sk(i["sk"]["S"])
-             and i.get("user_id", {}).get("S") == user_id]
+             and i.get("user_id", {}).get("S") == user_id
+             and i.get("type", {}).get("S") in ERASABLE]
     old = [seq_of(h["sk"]["S"]) for h in heads if int(h["v"]["N"]) < 2]
     if old:
         raise InvalidInputError(
@@ -112,10 +118,10 @@ async def erase_user_content(
         if is_event_sk(sk) and is_part_sk(sk) and sk.rsplit("#", 1)[0] in mine:
             part_items.setdefault(sk.rsplit("#", 1)[0], []).append(i)
     todo = [h for h in heads if h.get("enc", {}).get("S") != ERASED_ENCODING]
-    roles = {h["sk"]["S"]: await _roles_of(h, part_items.get(h["sk"]["S"], []), payloads)
-             for h in todo}  # every read before the first write
+    shapes = {h["sk"]["S"]: await _shape_of(h, part_items.get(h["sk"]["S"], []), payloads)
+              for h in todo}  # every read before the first write
     for head in todo:
-        await _erase_event(db, table, head, roles[head["sk"]["S"]], now)
+        await _erase_event(db, table, head, shapes[head["sk"]["S"]], now)
     parts = [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items
              if is_event_sk(i["sk"]["S"]) and is_part_sk(i["sk"]["S"])
              and i["sk"]["S"].rsplit("#", 1)[0] in mine]
@@ -130,6 +136,7 @@ async def erase_user_content(
         await write_batch(db, table, parts[start : start + 25])
     stale = [i["sk"]["S"] for i in items if i["sk"]["S"].startswith(SNAPSHOT_SK)]
     await _rewrite_views(db, table, session_id, stale)
+    await forget_usage(db, table, {session_id: [user_id]})  # its totals stop naming it
     if payloads is not None:  # nothing references these objects any more
         kept = {ref[0] for i in items if i["sk"]["S"] not in mine and is_event_sk(i["sk"]["S"])
                 and (ref := object_ref(i)) is not None}
@@ -141,14 +148,14 @@ async def erase_user_content(
 
 
 async def _erase_event(
-    db: DynamoClient, table: str, head: AttrMap, roles: list[str], now: int
+    db: DynamoClient, table: str, head: AttrMap, shape: AttrMap, now: int
 ) -> None:
     kept: dict[str, Any] = {":e": {"S": ERASED_ENCODING}, ":now": {"N": str(now)},
                             ":h": head["hash"]}
     sets = ["enc = :e", "erased = :now"]
-    if head["type"]["S"] == "items_added":
-        kept[":roles"] = {"L": [{"S": r} for r in roles]}
-        sets.append("erased_roles = :roles")
+    for name, value in shape.items():  # what the placeholder payload keeps (no content)
+        kept[":" + name] = value
+        sets.append(f"{name} = :{name}")
     try:
         await db.call(
             "update_item", TableName=table, Key={"pk": head["pk"], "sk": head["sk"]},
@@ -164,10 +171,13 @@ async def _erase_event(
         ) from exc
 
 
-async def _roles_of(
+async def _shape_of(
     head: AttrMap, parts: list[AttrMap], payloads: PayloadStore | None
-) -> list[str]:
-    """The role of each item of an ``items_added`` event (what an erased one keeps).
+) -> AttrMap:
+    """What an erased event keeps so it still parses (``records.erased_payload``).
+
+    The roles of its items (``items_added``, ``items_replaced``), how many items a
+    replacement replaced, the turn a usage event counted: shape, never content.
 
     Raises:
         PayloadStoreRequiredError: The payload is in S3 and there is no ``payloads``.
@@ -180,10 +190,16 @@ async def _roles_of(
                 f"{head['pk']['S']} {head['sk']['S']} keeps its payload in the payload "
                 "bucket: pass the bucket (--bucket or CONVLOG_BUCKET) to erase it")
         raw = await payloads.get(*ref, max_bytes=DEFAULT_MAX_STATE_BYTES)
-    stored = decode_event(head, parts, raw=raw)
-    if stored.event.type != "items_added":
-        return []
-    return [r if (r := i.get("role")) in ROLES else "assistant" for i in stored.event.items]
+    event = decode_event(head, parts, raw=raw).event
+    shape: AttrMap = {}
+    if isinstance(event, ItemsAdded | ItemsReplaced):
+        shape["erased_roles"] = {"L": [
+            {"S": r if (r := i.get("role")) in ROLES else "assistant"} for i in event.items]}
+    if isinstance(event, ItemsReplaced) and event.replaced is not None:
+        shape["erased_replaced"] = {"N": str(event.replaced)}
+    if isinstance(event, UsageRecorded):
+        shape["erased_turn"] = {"N": str(event.turn)}
+    return shape
 
 
 async def _rewrite_views(

@@ -1,7 +1,6 @@
 """Erasure on request: every item of a session, or of all the sessions of a user.
 
-``plan_purge`` finds what belongs to the sessions without changing anything, reading
-only what it needs:
+``plan_purge`` finds what belongs to the sessions, changing nothing, reading only:
 
 * a session: one ``Query`` of its partition (events and their parts, snapshot parts,
   the meta item, and the records of the tool-cache entries it owns);
@@ -10,16 +9,14 @@ only what it needs:
   projector has not seen yet are found), then one ``Query`` per session found. Only
   sessions with an event or a cache entry of that user are kept, and a session
   ``<tenant>/...`` only for a user of that tenant;
-* ``scan=True`` (``convlog purge --scan``): a parallel ``Scan`` of the whole table for
-  items carrying the user id, for tables written before the index records existed.
+* ``scan=True`` (``--scan``): a parallel ``Scan`` of the table for the user's items.
 
 ``execute_purge`` makes the erasure final. Per session it deletes the owned cache
 entries (conditionally: only while they still name the session), then, in batches of 25,
 replaces ``META`` and ``SNAPSHOT`` by content-free tombstones that no projector write can
 pass (``eventstore.views.purge_tombstones``, 25 h) and deletes everything else. It then
-reads the partition again and repeats until nothing but the tombstones is left, so a
-writer appending during the purge ends fully purged too; an append after it starts a
-chain that ``verify`` reports as following a purged prefix, not as tampering.
+reads the partition again until only the tombstones are left (a writer appending
+during the purge ends purged too), and the usage totals stop naming the sessions.
 
 Example:
     ```python
@@ -60,6 +57,7 @@ from eventstore.keys import (
 from eventstore.payloads import PayloadStore
 from eventstore.records import AttrMap
 from eventstore.table import USER_INDEX
+from eventstore.user_usage import forget_usage
 from eventstore.views import purge_tombstones
 
 BATCH_SIZE = 25
@@ -329,7 +327,8 @@ async def execute_purge(
         pending.through = plan.heads.get(sid, 0)
     for _ in range(MAX_ROUNDS):
         plan.heads.update({sid: pending.through for sid, pending in todo.items()})
-        if not todo:
+        if not todo:  # and what the usage totals say of them (the user's: all of it)
+            await forget_usage(db, table, plan.authors, user_id=plan.user_id)
             return deleted
         for pending in todo.values():
             for ref in pending.refs:

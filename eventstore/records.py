@@ -361,9 +361,15 @@ def decode_event(
 def erased_payload(head: AttrMap) -> dict[str, Any]:
     """The placeholder payload of an erased event (one item per erased item, same role)."""
     kind = head["type"]["S"]
+    roles = [r["S"] for r in head.get("erased_roles", {}).get("L", [])]
+    items = [{"role": r, "content": ERASED_TEXT} for r in roles]
     if kind == "items_added":
-        roles = [r["S"] for r in head.get("erased_roles", {}).get("L", [])]
-        return {"items": [{"role": r, "content": ERASED_TEXT} for r in roles]}
+        return {"items": items}
+    if kind == "items_replaced":
+        replaced = head.get("erased_replaced", {}).get("N")
+        return {"items": items, "replaced": None if replaced is None else int(replaced)}
+    if kind == "usage_recorded":  # the turn stays, the counts go
+        return {"turn": int(head.get("erased_turn", {}).get("N", "1")), "usage": {}}
     if kind == "item_popped":
         return {"item": {}}
     return {}

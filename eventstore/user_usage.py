@@ -29,9 +29,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,3 +169,35 @@ async def read_user_usage(client: Any, table_name: str, user_id: str) -> UsageTo
         for n, name in enumerate(USAGE_FIELDS):
             sums[n] += int(item.get(name, {}).get("N", "0"))
     return UsageTotals(sums[0], sums[1], sums[2], sums[3])
+
+
+async def forget_usage(
+    db: DynamoClient, table_name: str, authors: Mapping[str, Iterable[str]],
+    *, user_id: str | None = None,
+) -> int:
+    """Erase what the totals say of erased sessions (a purge calls it after erasing them).
+
+    Each author's shard item stops naming each session of ``authors`` (its mark goes;
+    the counts it added stay, like those of an expired session). With ``user_id``, every
+    shard item of that user goes too: after ``purge --user`` no item names the user.
+    The tombstones a purge leaves keep the projector from counting the sessions again.
+
+    Returns:
+        How many shard items of ``user_id`` were deleted or found absent (0 without it).
+    """
+    for session_id, users in authors.items():
+        for author in {u for u in users if u and u != user_id}:
+            with contextlib.suppress(ConditionFailedError):  # no such item: nothing named
+                await db.call(
+                    "update_item", TableName=table_name,
+                    Key=usage_shard_key(author, session_id),
+                    UpdateExpression="REMOVE #m", ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeNames={"#m": MARK_PREFIX + session_id},
+                )
+    if user_id is None:
+        return 0
+    keys = [{"pk": {"S": user_pk(user_id)}, "sk": {"S": f"{USAGE_SK_PREFIX}{n:02d}"}}
+            for n in range(USAGE_SHARDS)]
+    for key in keys:  # USAGE_SHARDS deletes; a BatchWriteItem would need its retry loop
+        await db.call("delete_item", TableName=table_name, Key=key)
+    return len(keys)

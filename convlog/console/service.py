@@ -34,6 +34,7 @@ from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
 from eventstore.sessions_index import list_sessions
+from eventstore.user_usage import forget_usage
 from eventstore.views import arguments_hash, decode_tool_entry
 
 from ..audit import VerifyReport, export_line, replay, verify_session
@@ -290,6 +291,8 @@ class ConsoleService:
             await self._sign(digests, plan.heads)
             deleted = await execute_purge(self.db, self.table, plan, payloads=self.payloads)
             await self._sign(digests, plan.heads)  # what racing writers made it erase
+        elif user is not None:  # content erased only: the user's usage totals go too
+            await forget_usage(self.db, self.table, {}, user_id=user)
         return PurgeDoneOut(sessions=plan.sessions, deleted=deleted,
                             erased_content=[e.session_id for e in erased],
                             erased_events=sum(e.events for e in erased), signed_digests=digests)

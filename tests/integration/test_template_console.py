@@ -7,15 +7,18 @@ as Lambda would run it: an API Gateway HTTP API event through ``stream_handlers.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from console_support import ACME_USER, CHAT, TRIP, ConsoleData, seed
+from cli_helpers import scan
+from console_support import ACME_USER, CHAT, TRIP, ConsoleData, project, seed
 from test_template_iam import (
     ARN,
     PAYLOAD_KEY,
@@ -31,6 +34,8 @@ import stream_handlers.console as console_handler
 from convlog import templatecheck as tc
 from convlog.console.server import ConsoleServer
 from convlog.local import EmbeddedEndpoint
+from eventstore import DynamoDBSession
+from tests.advanced.test_user_usage import result
 
 ROOT = Path(__file__).resolve().parents[2]
 READ_PATHS = ("timeline", "items", "verify", "tools", "export")
@@ -203,3 +208,40 @@ def test_lambda_handler_serves_the_api_and_the_page_through_mangum() -> None:
         _http_api_event("POST", "/api/admin/purge/plan", body='{"session_id": "acme/trip"}'),
         None)
     assert refused["statusCode"] == 403
+
+
+def test_the_purge_role_allows_a_users_content_erasure_and_usage_erasure(
+    endpoint: EmbeddedEndpoint, template: dict[str, Any]
+) -> None:
+    """A user's purge through the admin console, shared sessions erased by content: every
+    request (content rewrite, owned cache entries, views, the user's usage totals) must
+    be one the deployed purge role may send (it had Query/Scan/BatchWriteItem only)."""
+    shared = seed(endpoint, "content-roles")
+    team = f"acme/team-{uuid.uuid4().hex[:6]}"
+
+    async def talk() -> None:
+        for user, text in ((ACME_USER, "alice: hello"), ("acme/bob", "bob: hi")):
+            session = DynamoDBSession(team, shared.client, shared.table, user_id=user)
+            await session.add_items([{"role": "user", "content": text}])
+            await session.store_run_usage(result(1, 10, 2))
+
+    asyncio.run(talk())
+    project(shared)
+    admin_client = endpoint.client("dynamodb")
+    purges = Recorder().attach(admin_client.meta.events)
+    with ConsoleServer(ConsoleData(endpoint, admin_client, shared.table).app(admin=True)) as s:
+        plan = requests.post(s.url + "api/admin/purge/plan", json={"user_id": ACME_USER},
+                             timeout=30).json()
+        done = requests.post(s.url + "api/admin/purge", json={
+            "user_id": ACME_USER, "confirm": plan["confirm"], "shared": "content"}, timeout=30)
+        assert done.status_code == 200, done.text
+        assert done.json()["erased_content"] == [team]
+    purger = _role_policy(template, "ConsolePurgeRole")
+    sent = purges.accesses()
+    assert {a.action for a in sent} >= {"dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
+    denied = sorted({(a.action, a.resource.rsplit(":", 1)[-1])
+                     for a in sent if not allowed(purger, a)})
+    assert denied == []
+    left = scan(shared.client, shared.table)
+    assert not [i for i in left if i["pk"]["S"] == f"USER#{ACME_USER}"
+                and i["sk"]["S"].startswith("USAGE#")]
