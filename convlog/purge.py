@@ -67,8 +67,8 @@ DEFAULT_SEGMENTS = 4
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
 _ATTRS = {"#pk": "pk", "#sk": "sk", "#u": "user_id", "#rp": "ref_pk", "#rs": "ref_sk",
-          "#p": "purged"}
-_PROJECTION = "#pk, #sk, #u, #rp, #rs, #p"
+          "#p": "purged", "#t": "type"}
+_PROJECTION = "#pk, #sk, #u, #rp, #rs, #p, #t"
 
 Key = tuple[str, str]
 
@@ -100,6 +100,7 @@ class PurgePlan:
     """Events per user id, per session (``""`` for events without a user)."""
     user_id: str | None = None
     heads: dict[str, int] = field(default_factory=dict)
+    spenders: dict[str, set[str]] = field(default_factory=dict)  # users with usage events
 
     def counts(self) -> Counter[str]:
         """How many items of each kind the plan deletes."""
@@ -129,6 +130,7 @@ class PurgePlan:
             {s: a for s, a in self.authors.items() if s not in sessions},
             self.user_id,
             {s: h for s, h in self.heads.items() if s not in sessions},
+            {s: u for s, u in self.spenders.items() if s not in sessions},
         )
 
     @property
@@ -141,15 +143,11 @@ def kind_of(sk: str) -> str:
     """Name the kind of item a sort key belongs to (for the purge report)."""
     if sk.startswith(EVENT_PREFIX):
         return "event parts" if is_part_sk(sk) else "events"
-    if sk == SNAPSHOT_SK:
-        return "snapshots"
     if sk.startswith(SNAPSHOT_SK):
-        return "snapshot parts"
+        return "snapshots" if sk == SNAPSHOT_SK else "snapshot parts"
     if sk == META_SK:
         return "meta items"
-    if sk.startswith(CACHE_REF_PREFIX):
-        return "cache records"
-    return "other items"
+    return "cache records" if sk.startswith(CACHE_REF_PREFIX) else "other items"
 
 
 async def plan_purge(
@@ -278,6 +276,8 @@ async def _add_partition(
             authors[user] += 1
             writers.add(user)
             head = max(head, seq_of(sk))
+            if item.get("type", {}).get("S") == "usage_recorded":
+                plan.spenders.setdefault(session_id, set()).add(user)
         elif sk.startswith(CACHE_REF_PREFIX) and "ref_pk" in item:
             refs.append(CacheRef(item["ref_pk"]["S"], item["ref_sk"]["S"], session_id))
             writers.add(user)
@@ -328,7 +328,7 @@ async def execute_purge(
     for _ in range(MAX_ROUNDS):
         plan.heads.update({sid: pending.through for sid, pending in todo.items()})
         if not todo:  # and what the usage totals say of them (the user's: all of it)
-            await forget_usage(db, table, plan.authors, user_id=plan.user_id)
+            await forget_usage(db, table, plan.spenders, user_id=plan.user_id)
             return deleted
         for pending in todo.values():
             for ref in pending.refs:

@@ -183,7 +183,7 @@ async def forget_usage(
     The tombstones a purge leaves keep the projector from counting the sessions again.
 
     Returns:
-        How many shard items of ``user_id`` were deleted or found absent (0 without it).
+        How many shard items of ``user_id`` were deleted (0 without it).
     """
     for session_id, users in authors.items():
         for author in {u for u in users if u and u != user_id}:
@@ -196,8 +196,10 @@ async def forget_usage(
                 )
     if user_id is None:
         return 0
-    keys = [{"pk": {"S": user_pk(user_id)}, "sk": {"S": f"{USAGE_SK_PREFIX}{n:02d}"}}
-            for n in range(USAGE_SHARDS)]
-    for key in keys:  # USAGE_SHARDS deletes; a BatchWriteItem would need its retry loop
+    keys = [{"pk": item["pk"], "sk": item["sk"]} async for item in db.items(
+        "query", TableName=table_name, KeyConditionExpression="pk = :u AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":u": {"S": user_pk(user_id)}, ":s": {"S": USAGE_SK_PREFIX}},
+        ProjectionExpression="pk, sk", ConsistentRead=True)]
+    for key in keys:  # at most USAGE_SHARDS
         await db.call("delete_item", TableName=table_name, Key=key)
     return len(keys)

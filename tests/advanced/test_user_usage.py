@@ -179,3 +179,30 @@ async def test_a_full_shard_item_is_logged_not_a_blocked_session(
 
     assert await add_user_usage(FullItem(), "t", "ann", "s1", [(2, (1, 1, 1, 2))]) == 0  # type: ignore[arg-type]
     assert "usage of s1 not counted for user ann" in caplog.text
+
+
+async def test_a_purge_erases_what_the_totals_say_of_the_purged(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str
+) -> None:
+    """Issue 11 with 15: after ``purge --session`` no totals item names the session; after
+    ``purge --user`` no totals item of the user is left (bob keeps his counts)."""
+    from convlog.purge import execute_purge, plan_purge
+    from eventstore.client import wrap_client
+
+    await spend(boto3_client, table, "shared-s", "ann", 1)
+    await spend(boto3_client, table, "shared-s", "bob", 2)
+    await spend(boto3_client, table, "ann-only", "ann", 1)
+    make_pump(endpoint, table).drain()
+
+    def totals_items(user: str) -> list[dict[str, Any]]:
+        return list(boto3_client.query(
+            TableName=table, KeyConditionExpression="pk = :u",
+            ExpressionAttributeValues={":u": {"S": f"USER#{user}"}})["Items"])
+
+    assert any("s#shared-s" in i for i in totals_items("bob"))
+    db = wrap_client(boto3_client)
+    await execute_purge(db, table, await plan_purge(db, table, session_id="shared-s"))
+    assert not [i for u in ("ann", "bob") for i in totals_items(u) if "s#shared-s" in i]
+    assert await read_user_usage(boto3_client, table, "bob") == UsageTotals(2, 20, 4, 24)
+    await execute_purge(db, table, await plan_purge(db, table, user_id="ann"))
+    assert totals_items("ann") == []
