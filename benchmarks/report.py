@@ -302,7 +302,8 @@ def projector_note(results: Results) -> str:
         "costs the conditional writes of its snapshot and meta item, so view writes per "
         "event fall as more of a session's events share a batch "
         "(`--projector-sessions` changes the interleaving). With one session, every batch "
-        "rewrites the whole snapshot, which grows with the session: "
+        "appends to the snapshot's tail and seals full chunks (it never rewrites them), "
+        "so a batch's work does not grow with the session: "
         + first_last_note(p)
     )
 
