@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from eventstore.chunks import chunk_place
 from eventstore.errors import CorruptEventError, PayloadStoreRequiredError
 from eventstore.fold import Entry, apply_event
-from eventstore.keys import META_SK, SNAPSHOT_SK, is_part_sk, session_pk
+from eventstore.keys import SNAPSHOT_SK
 from eventstore.log import EventLog
-from eventstore.records import AttrMap, object_ref
+from eventstore.records import object_ref
 from eventstore.snapshots import decode_snapshot
-from eventstore.views import decode_meta
+from eventstore.views import decode_meta, read_view_items
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,8 @@ async def check_views(
     another item count, does not.
     """
     at = time.time() if now is None else now
-    snapshot_head: AttrMap | None = None
-    snapshot_parts: list[AttrMap] = []
-    meta_item: AttrMap | None = None
-    async for item in log.db.items(
-        "query", TableName=log.table_name,
-        KeyConditionExpression="pk = :pk AND sk >= :meta",
-        ExpressionAttributeValues={":pk": {"S": session_pk(session_id)},
-                                   ":meta": {"S": META_SK}},
-        ConsistentRead=True,
-    ):
-        sk = item["sk"]["S"]
-        if sk == META_SK:
-            meta_item = item
-        elif sk == SNAPSHOT_SK:
-            snapshot_head = item
-        elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
-            snapshot_parts.append(item)
+    meta_item, snapshot_head, snapshot_parts = await read_view_items(
+        log.db, log.table_name, session_id)
     problems: list[ViewProblem] = []
     wanted: set[int] = set()
     snapshot = meta = None

@@ -199,21 +199,23 @@ async def read_views(
 ) -> ViewState:
     """Read a session's meta item and snapshot (with parts) in one consistent ``Query``.
 
-    An unusable snapshot or meta item reads as absent: the events are the truth, and
-    the projector rebuilds from them. A snapshot kept in S3 is fetched from
-    ``payloads`` (one ``GetObject``) and checked against its digest.
+    An unusable snapshot or meta item reads as absent (the projector rebuilds from the
+    events); one kept in S3 is fetched from ``payloads`` and checked against its digest.
     """
+    items = await read_view_items(db, table_name, session_id)
+    return await view_state(*items, payloads=payloads, whole=True)
+
+
+async def read_view_items(
+    db: DynamoClient, table_name: str, session_id: str
+) -> tuple[AttrMap | None, AttrMap | None, list[AttrMap]]:
+    """The raw meta item, snapshot head and snapshot parts/chunks (one consistent ``Query``)."""
     head: AttrMap | None = None
     parts: list[AttrMap] = []
     meta_item: AttrMap | None = None
     async for item in db.items(
-        "query",
-        TableName=table_name,
-        KeyConditionExpression="pk = :pk AND sk >= :meta",
-        ExpressionAttributeValues={
-            ":pk": {"S": session_pk(session_id)},
-            ":meta": {"S": META_SK},
-        },
+        "query", TableName=table_name, KeyConditionExpression="pk = :pk AND sk >= :meta",
+        ExpressionAttributeValues={":pk": {"S": session_pk(session_id)}, ":meta": {"S": META_SK}},
         ConsistentRead=True,
     ):
         sk = item["sk"]["S"]
@@ -223,7 +225,7 @@ async def read_views(
             head = item
         elif sk.startswith(SNAPSHOT_SK) and is_part_sk(sk):
             parts.append(item)
-    return await view_state(meta_item, head, parts, payloads=payloads, whole=True)
+    return meta_item, head, parts
 
 
 async def view_state(
