@@ -66,3 +66,21 @@ def tool_turn(n: int, city: str, *, call_id: str | None = None) -> list[dict[str
         {"type": "function_call_output", "call_id": cid, "output": f"sunny in {city}"},
         {"role": "assistant", "content": f"It is sunny in {city}."},
     ]
+
+
+def count_cli_clients(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Count the requests of every client the CLI makes: one ``RequestCounter`` each."""
+    from conftest import RequestCounter
+
+    import convlog.cli as cli_module
+
+    counters: list[Any] = []
+    real = cli_module.make_client
+
+    def counted(service: str, url: str | None, region: str | None) -> Any:
+        client = real(service, url, region)
+        counters.append(RequestCounter(client))
+        return client
+
+    monkeypatch.setattr(cli_module, "make_client", counted)
+    return counters

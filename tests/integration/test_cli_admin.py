@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from cli_helpers import cli, key_of, run, scan, tool_turn
+from cli_helpers import cli, count_cli_clients, key_of, run, scan, tool_turn
 
 from convlog.local import EmbeddedEndpoint
 from convlog.pump import StreamPump
@@ -138,10 +138,6 @@ def test_purge_deletes_in_batches_of_25(
     endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from conftest import RequestCounter
-
-    import convlog.cli as cli_module
-
     sid = f"big-{uuid.uuid4().hex[:6]}"
     session = DynamoDBSession(sid, boto3_client, table, user_id="dave")
 
@@ -150,15 +146,7 @@ def test_purge_deletes_in_batches_of_25(
             await session.add_items([{"role": "user", "content": f"m{n}"}])
 
     run(go())
-    counters: list[RequestCounter] = []
-    real = cli_module.make_client
-
-    def counted(service: str, url: str | None, region: str | None) -> Any:
-        client = real(service, url, region)
-        counters.append(RequestCounter(client))
-        return client
-
-    monkeypatch.setattr(cli_module, "make_client", counted)
+    counters = count_cli_clients(monkeypatch)
     result = cli(capsys, endpoint, table, "purge", "--session", sid, "--yes")
     assert result.code == 0 and "deleted 60 items of 1 sessions (60 events)" in result.out
     assert counters[0].counts["BatchWriteItem"] == 3  # 25 + 25 + 10

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from agents import Agent, Runner, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
-from cli_helpers import cli, key_of, scan, tool_turn
+from cli_helpers import cli, count_cli_clients, key_of, scan, tool_turn
 from conftest import RequestCounter
 from projection_support import dump, make_pump
 
@@ -143,18 +143,8 @@ def test_a_full_scan_needs_its_flag_and_runs_in_parallel_segments(
     endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import convlog.cli as cli_module
-
     sid, _ = asyncio.run(_erin(boto3_client, table))
-    counters: list[RequestCounter] = []
-    real = cli_module.make_client
-
-    def counted(service: str, url: str | None, region: str | None) -> Any:
-        client = real(service, url, region)
-        counters.append(RequestCounter(client))
-        return client
-
-    monkeypatch.setattr(cli_module, "make_client", counted)
+    counters = count_cli_clients(monkeypatch)
     result = cli(capsys, endpoint, table, "purge", "--user", "erin", "--scan", "--segments",
                  "4", "--yes")
     assert result.code == 0, result.err
