@@ -15,6 +15,7 @@ from pathlib import Path
 
 from convlog.local import EmbeddedEndpoint
 from eventstore.log import FIRST_PAGE
+from eventstore.reader import VIEW_ROWS
 
 from . import report, scenarios, targets
 from .memory import DEFAULT_EVENTS, DEFAULT_SIZES, measure_memory, memory_tables
@@ -219,12 +220,14 @@ def render(results: scenarios.Results, args: argparse.Namespace, seconds: float)
         "",
         report.read_table(results, results.get_all),
         "",
-        "convlog sends two queries at once (one round trip): the snapshot (its head, then "
-        "its newest sealed chunks; the head alone for `get_items(limit=N)` with N up to 64) "
-        "and the newest events, whose first page holds "
-        f"{FIRST_PAGE} rows (for `get_items(limit=N)`, N + 8 if that is fewer), so a read "
-        "behind a fresh snapshot also pays for the few newest events that share that page, "
-        "which it does not need.",
+        "convlog sends one newest-first `Query` of "
+        f"{FIRST_PAGE + VIEW_ROWS} rows (for `get_items(limit=N)`, N + 10 if that is "
+        "fewer): the snapshot's sealed chunks (`get_items()` only), its head, the meta "
+        "item, then the newest events; a read behind a fresh snapshot also pays for the "
+        "few newest events that share that page, which it does not need. A snapshot of "
+        "more chunks than the page holds (about 1,000 items and up) stops it among its "
+        "chunks: the rest of them and the newest events are then read at once, two round "
+        "trips and three requests.",
         "",
         "## get_items(limit=20)",
         "",

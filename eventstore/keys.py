@@ -14,8 +14,9 @@ entries live in the scope of that tenant, and it is listed only under users of t
 tenant. DynamoDB limits a partition key to 2048 bytes and a sort key to 1024 bytes; the
 ``validate_*`` functions reject ids too long for any key they feed.
 
-``CACHE#`` < ``EVENT#`` < ``META`` < ``SNAPSHOT``, so a newest-first ``Query`` on a
-session partition returns the snapshot, then the meta item, then the newest events.
+``CACHE#`` < ``EVENT#`` < ``META`` < ``SNAPSHOT`` < ``SNAPSHOT#...`` (parts and sealed
+chunks, ``eventstore.chunks``), so a newest-first ``Query`` on a session partition
+returns the snapshot, then the meta item, then the newest events.
 
 Example:
     ```python

@@ -1,13 +1,15 @@
 """The read path: a session folded newest-first from its snapshot and its newest events.
 
-``read_newest`` sends two requests at once (one round trip): a ``Query`` from
-``SNAPSHOT`` upwards -- the snapshot head, then its newest sealed chunks (only the head
-for a short ``limit``) -- and a ``Query`` of the newest events. Events newer than the
-snapshot are folded; the event at the snapshot's seq proves it (same seq, same hash),
-and then only as much of the snapshot is decoded as the fold still needs: the tail in
-the head, then chunks newest first, each checked against the head's chain (a chunk the
-first request did not bring is read by its key). When the snapshot lies further back
-than the first page of events, the events from ``snapshot.seq`` on are read with
+``read_newest`` sends one newest-first ``Query`` over the session's partition. The
+snapshot's keys sort above its events (``EVENT#...`` < ``META`` < ``SNAPSHOT`` <
+``SNAPSHOT#...``), so the page meets the snapshot first, then the newest events.
+``get_items()`` reads from the top of the snapshot's sealed chunks (it needs them all);
+``get_items(limit=N)`` from its head, and reads a chunk by its key only when the tail
+in the head does not hold N live items. Events newer than the snapshot are folded; the
+event at the snapshot's seq proves it (same seq, same hash), and then only as much of
+the snapshot is decoded as the fold still needs: the tail in the head, then chunks
+newest first, each checked against the head's chain. When the snapshot lies further
+back than the first page of events, the events from ``snapshot.seq`` on are read with
 ``read_range_at_once`` (one more round trip); no event the snapshot covers is read.
 
 Example:
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,6 @@ from .chunks import (
     CHUNK_ENTRIES,
     GENESIS_CHAIN,
     Rows,
-    chunk_place,
     chunk_prev,
     chunk_sk,
     decode_rows,
@@ -38,22 +40,34 @@ from .chunks import (
 from .errors import CorruptEventError, PayloadStoreRequiredError
 from .events import GENESIS_HASH
 from .fold import NewestFirstFold
-from .keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_event_sk, is_part_sk, seq_of, session_pk
-from .records import AttrMap, object_ref
+from .keys import (
+    EVENT_PREFIX,
+    META_SK,
+    SNAPSHOT_SK,
+    event_sk,
+    is_event_sk,
+    is_part_sk,
+    part_base,
+    seq_of,
+    session_pk,
+)
+from .records import DIGEST_ATTR, AttrMap, object_ref
 from .snapshots import decode_snapshot, head_rows, is_chunked, sealed_of
 
 if TYPE_CHECKING:
     from .log import EventLog
 
-# The first page of events holds the projector's usual lag; a larger one would pay for
-# events the snapshot already covers. Without a snapshot, an unlimited read's pages grow
-# eightfold (16, 128, 1024, 4096 rows) and a limited one sizes its next page from the
-# items per row seen so far.
+# The first page holds the snapshot's head, the meta item and 16 rows more: the newest
+# events (the projector's usual lag) or, for a whole read, the snapshot's first chunks
+# too (about 1,000 entries). A larger snapshot's other chunks are read in a second round
+# trip, beside the newest events. A larger page would pay for events the snapshot
+# already covers. Without a snapshot, an unlimited read's pages grow eightfold (16, 128,
+# 1024, 4096 rows) and a limited one sizes its next page from the items per row seen.
 FIRST_PAGE = 16
 SLACK = 8
 MAX_PAGE = 4096
-SNAPSHOT_PAGE = 160  # head and chunks in the first request: a 10,000-entry state
-SESSION_KEYS_BELOW = "T"  # EVENT#... < META < SNAPSHOT... < T
+VIEW_ROWS = 2  # the snapshot head and the meta item
+SNAPSHOT_TOP = SNAPSHOT_SK + "#~"  # above every snapshot key: head, chunks and parts
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,11 @@ class SnapshotRead:
         return rows
 
     async def _rows(self, head: AttrMap, need: int | None) -> Rows:
-        if not is_chunked(head):  # version 2: one body
+        if not is_chunked(head):  # version 2: one body, in S3 or in parts
+            digest = head.get(DIGEST_ATTR, {}).get("S")
+            if "parts" in head and digest and not self.items:  # a read from the head down
+                base = part_base(SNAPSHOT_SK, digest)
+                await self.read_keys(base, base + "#~")
             raw = await self.log.fetch_state(head)
             snapshot = decode_snapshot(head, list(self.items.values()), raw=raw)
             return [[e.item, e.seq, e.ttl] for e in snapshot.entries]
@@ -191,43 +209,34 @@ class SnapshotRead:
 
     async def _fetch(self, epoch: int, low: int, high: int) -> None:
         """Read chunks ``low..high`` of ``epoch`` (and their parts) by their keys."""
+        await self.read_keys(chunk_sk(epoch, high), chunk_sk(epoch, low) + "#~")
+
+    async def read_keys(self, low: str, high: str, after: AttrMap | None = None) -> None:
+        """Keep the snapshot items whose sort keys lie in ``low..high`` (below ``after``)."""
         params: dict[str, Any] = {
             "TableName": self.log.table_name,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
             "ExpressionAttributeValues": {
-                ":pk": {"S": session_pk(self.session_id)},
-                ":lo": {"S": chunk_sk(epoch, high)},
-                ":hi": {"S": chunk_sk(epoch, low) + "#~"},
+                ":pk": {"S": session_pk(self.session_id)}, ":lo": {"S": low}, ":hi": {"S": high},
             },
+            "ScanIndexForward": False,
             "ConsistentRead": True,
         }
+        if after is not None:
+            params["ExclusiveStartKey"] = after
         while True:
             response = await self.log.db.call("query", **params)
             self.requests += 1
             for item in response.get("Items", []):
-                if chunk_place(item["sk"]["S"]) is not None or is_part_sk(item["sk"]["S"]):
-                    self.add(item)
+                self.add(item)
             start = response.get("LastEvaluatedKey")
             if start is None:
                 return
             params["ExclusiveStartKey"] = start
 
 
-def _snapshot_query(log: EventLog, session_id: str, limit: int | None) -> dict[str, Any]:
-    """The head, then the newest chunks: all a full read usually needs, or the head."""
-    chunks = 0 if limit is None or limit <= CHUNK_ENTRIES else math.ceil(
-        (limit - CHUNK_ENTRIES) / CHUNK_ENTRIES)
-    return {
-        "TableName": log.table_name,
-        "KeyConditionExpression": "pk = :pk AND sk >= :snap",
-        "ExpressionAttributeValues": {
-            ":pk": {"S": session_pk(session_id)}, ":snap": {"S": SNAPSHOT_SK}},
-        "ConsistentRead": True,
-        "Limit": SNAPSHOT_PAGE if limit is None else min(SNAPSHOT_PAGE, 1 + chunks),
-    }
-
-
-def _events_query(log: EventLog, session_id: str, page: int) -> dict[str, Any]:
+def _session_query(log: EventLog, session_id: str, top: str, page: int) -> dict[str, Any]:
+    """Newest first from ``top`` down to the first event: snapshot, meta, events."""
     return {
         "TableName": log.table_name,
         # the sort-key condition makes a table without a string ``sk`` range key fail
@@ -235,7 +244,7 @@ def _events_query(log: EventLog, session_id: str, page: int) -> dict[str, Any]:
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :ev AND :top",
         "ExpressionAttributeValues": {
             ":pk": {"S": session_pk(session_id)},
-            ":ev": {"S": EVENT_PREFIX}, ":top": {"S": EVENT_PREFIX + "~"},
+            ":ev": {"S": EVENT_PREFIX}, ":top": {"S": top},
         },
         "ScanIndexForward": False,
         "ConsistentRead": True,
@@ -244,34 +253,37 @@ def _events_query(log: EventLog, session_id: str, page: int) -> dict[str, Any]:
 
 
 async def read_newest(log: EventLog, session_id: str, fold: NewestFirstFold) -> ReadResult:
-    """Fold the session newest-first: snapshot and newest events in one round trip.
+    """Fold the session newest-first: snapshot and newest events in one ``Query``.
 
     An event is decoded (and its S3 payload fetched) only when the fold needs it, and so
     is the snapshot: an event the snapshot already covers is never decoded.
     """
     snap = SnapshotRead(log, session_id, fold.now)
+    whole = fold.limit is None
+    page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
+    top = SNAPSHOT_TOP if whole else SNAPSHOT_SK  # a limited read reads chunks by key
+    params = _session_query(log, session_id, top, VIEW_ROWS + page)
+    response = await log.db.call("query", **params)
+    requests = 1
+    start_key = response.get("LastEvaluatedKey")
+    if start_key is not None and not is_event_sk(start_key["sk"]["S"]):
+        # a snapshot of more chunks than the page held: the rest of it, and the newest events
+        for item in response.get("Items", []):
+            snap.add(item)
+        params = _session_query(log, session_id, EVENT_PREFIX + "~", page)
+        response = await _beside(snap, start_key, log.db.call("query", **params))
+        requests += 1
     event_parts: list[AttrMap] = []
     head: Head | None = None
-    page = FIRST_PAGE if fold.limit is None else min(FIRST_PAGE, fold.limit + SLACK)
-    params = _events_query(log, session_id, page)
-    outcomes = await asyncio.gather(
-        log.db.call("query", **_snapshot_query(log, session_id, fold.limit)),
-        log.db.call("query", **params),
-        return_exceptions=True,  # both answered (or failed) before either error is raised
-    )
-    found: dict[str, Any] = {}
-    response: dict[str, Any] = {}
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    found, response = outcomes  # type: ignore[assignment]
-    for item in found.get("Items", []):
-        snap.add(item)
-    requests, rows, first = 2, 0, True
+    rows, checked = 0, not whole
     while True:
-        rows += len(response.get("Items", []))
         for item in response.get("Items", []):
             sk = item["sk"]["S"]
+            if not is_event_sk(sk):  # the snapshot's head, chunks and parts; the meta item
+                if sk != META_SK:
+                    snap.add(item)
+                continue
+            rows += 1
             if is_part_sk(sk):
                 event_parts.append(item)
                 continue
@@ -296,22 +308,38 @@ async def read_newest(log: EventLog, session_id: str, fold: NewestFirstFold) -> 
             fold.finish()
             break
         page = _next_page(fold, page, rows)
-        if first and fold.limit is None and snap.covers(0):
+        if not checked and snap.covers(0):
             low = int(snap.head["seq"]["N"]) if snap.head is not None else 0  # live
             last = start_key["sk"]["S"]
-            high = seq_of(last) - (0 if is_part_sk(last) else 1) if is_event_sk(last) else 0
+            high = seq_of(last) - (0 if is_part_sk(last) else 1)
             if high >= low:  # the snapshot lies further back than the page
-                event_parts = []  # the range reads that event again, whole
+                event_parts, checked = [], True  # the range reads that event again, whole
                 response, sent = await _catch_up(
                     log, session_id, low, high, bytes_per_event(response["Items"]))
-                requests, first = requests + sent, False
+                requests += sent
                 continue
-        first = False
+        checked = True
         params["ExclusiveStartKey"] = start_key
         params["Limit"] = page
         response = await log.db.call("query", **params)
         requests += 1
     return ReadResult(fold.items(), head, snap.seq_used, requests + snap.requests, fold.ttls())
+
+
+async def _beside(
+    snap: SnapshotRead, start_key: AttrMap, events: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    """The events page, while the snapshot's keys below ``start_key`` are read at once."""
+    async def rest() -> None:
+        if start_key["sk"]["S"] > SNAPSHOT_SK:  # chunks left (not only the head and meta)
+            await snap.read_keys(SNAPSHOT_SK, start_key["sk"]["S"], after=start_key)
+
+    outcomes = await asyncio.gather(rest(), events, return_exceptions=True)
+    for outcome in outcomes:  # both answered (or failed) before either error is raised
+        if isinstance(outcome, BaseException):
+            raise outcome
+    response: dict[str, Any] = outcomes[1]
+    return response
 
 
 async def _catch_up(

@@ -175,9 +175,10 @@ async def test_get_items_with_a_fresh_snapshot_is_one_round_trip_at_every_length
             await session.get_items()
         with meter.measure() as newest:
             assert await session.get_items(limit=20) == history[-20:]
-        # the snapshot (head and chunks) and the newest events, sent at once
-        assert dict(everything.operations) == {"Query": 2}, length
-        assert dict(newest.operations) == {"Query": 2}, length
+        # one newest-first Query: the snapshot (chunks, head), the meta item, the newest
+        # events (a whole read at 1,000 items: 14 chunks and the event that proves them)
+        assert dict(everything.operations) == {"Query": 1}, length
+        assert dict(newest.operations) == {"Query": 1}, length
         assert everything.round_trips == newest.round_trips == 1, length
         assert everything.wcu == newest.wcu == 0.0
         assert again.rcu == everything.rcu  # deterministic
@@ -208,10 +209,10 @@ async def test_get_items_with_the_projector_stopped_pages_through_the_events(
         assert await session.get_items() == history
     with meter.measure() as newest:
         assert await session.get_items(limit=20) == history[-20:]
-    # The snapshot query finds none; pages of 16, 128 and 1,024 rows cover 500 events;
-    # the newest 20 items fit in one.
-    assert dict(everything.operations) == {"Query": 4}
-    assert dict(newest.operations) == {"Query": 2}
+    # No snapshot: pages of 18 (16 events beside the head and meta rows it would have
+    # held), 128 and 1,024 rows cover 500 events; the newest 20 items fit in one.
+    assert dict(everything.operations) == {"Query": 3}
+    assert dict(newest.operations) == {"Query": 1}
     replay = await _replay_rcu(boto3_client, table, "no-snapshot")
     assert replay <= everything.rcu <= replay + everything.requests  # each page rounds up
     assert newest.rcu < everything.rcu

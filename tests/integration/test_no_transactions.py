@@ -49,7 +49,7 @@ async def test_session_and_projector_send_no_transaction(
     counter.reset()
     fresh = DynamoDBSession("no-tx", boto3_client, table)
     assert await fresh.get_items() == [{"role": "user", "content": "hi"}, big]
-    assert counter.counts == {"Query": 2}  # snapshot (head, chunks, parts) and events
+    assert counter.counts == {"Query": 1}  # snapshot (chunks, parts, head), meta, events
     assert (await verify_session(EventLog(boto3_client, table), "no-tx")).ok
 
 

@@ -20,7 +20,7 @@ def project(handler: Any, records: list[dict[str, Any]], batch: int) -> None:
             "batchItemFailures": []}
 
 
-async def test_snapshot_read_of_5000_events_is_one_round_trip_and_exact_when_behind(
+async def test_snapshot_read_of_5000_events_is_two_round_trips_and_exact_when_behind(
     endpoint: Any, boto3_client: Any, table: str
 ) -> None:
     h = History("long", user_id="reader")
@@ -34,10 +34,11 @@ async def test_snapshot_read_of_5000_events_is_one_round_trip_and_exact_when_beh
     counter = RequestCounter(reader_client)
     session = DynamoDBSession("long", reader_client, table)
     assert await session.get_items() == expected_items(events)
-    assert counter.counts == {"Query": 2}  # snapshot (head, chunks) and events, at once
+    # the first page holds 16 of its 77 chunks; then the others and the newest events, at once
+    assert counter.counts == {"Query": 3}
     counter.reset()
     assert await session.get_items(limit=3) == expected_items(events)[-3:]
-    assert counter.total == 2
+    assert counter.total == 1  # the head, the meta item and the newest events
 
     # the projector stops; 500 more events, with pops and a clear, go unprojected
     rng = random.Random(3)
@@ -55,12 +56,15 @@ async def test_snapshot_read_of_5000_events_is_one_round_trip_and_exact_when_beh
     put_events(boto3_client, table, later)
     counter.reset()
     assert await session.get_items() == expected_items(events + later)
-    assert counter.total <= 4  # the snapshot, newest-first pages of 16, 128, 1024 rows
+    assert counter.total <= 4  # 16 chunks, the other chunks beside 16 events, then 128 events
     before_clear = events + later[:250]
     assert expected_items(before_clear) != expected_items(events + later)
 
     project(handler, insert_records(later, first_id=5001), 100)
     counter.reset()
     assert await session.get_items() == expected_items(events + later)
-    assert counter.total == 2
+    # the clear started a new epoch: the old one's 77 chunks, overwritten by expired
+    # tombstones, sort above the new head until DynamoDB's TTL deletes them (moto never
+    # does), so the first page holds tombstones; the rest comes beside the events
+    assert counter.total == 3
     boto3_client.delete_table(TableName=table)

@@ -1,8 +1,8 @@
 """Request counts of the session's operations (counted at botocore's ``before-send``).
 
 The counts are deterministic: they are the design (DESIGN.md "Storage layout"), so they
-are asserted exactly. A read sends two queries at once (one round trip): the snapshot
-(head and newest chunks) and the newest events.
+are asserted exactly. A read is one newest-first ``Query``: the snapshot (its chunks for a
+whole read, then its head), the meta item and the newest events.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def test_get_items_teaches_the_head(boto3_client: Any, table: str, counter
     counter.reset()
     assert len(await session.get_items()) == 5
     await session.add_items([{"role": "user", "content": "sixth"}])
-    assert dict(counter.counts) == {"Query": 2, "PutItem": 1}
+    assert dict(counter.counts) == {"Query": 1, "PutItem": 1}
     counter.reset()  # the object knows the newest items it wrote after its read: pops are writes
     assert await session.pop_item() == {"role": "user", "content": "sixth"}
     assert await session.pop_item() == {"role": "user", "content": "message 5"}
@@ -67,7 +67,7 @@ async def test_get_items_teaches_the_head(boto3_client: Any, table: str, counter
     counter.reset()
     other = DynamoDBSession("reader", boto3_client, table)
     assert await other.pop_item() == {"role": "user", "content": "message 4"}
-    assert dict(counter.counts) == {"Query": 2, "PutItem": 1}
+    assert dict(counter.counts) == {"Query": 1, "PutItem": 1}
     counter.reset()  # the first object's cache is stale now: the conditional put finds out
     assert await session.pop_item() == {"role": "user", "content": "message 3"}
     assert dict(counter.counts) == {"PutItem": 2}
@@ -85,18 +85,19 @@ async def test_get_items_after_clear_on_1000_events_is_one_round_trip(
     await session.clear_session()
     counter.reset()
     assert await session.get_items() == []
-    assert dict(counter.counts) == {"Query": 2}
+    assert dict(counter.counts) == {"Query": 1}
     counter.reset()
     assert await DynamoDBSession("long", boto3_client, table).get_items(limit=10) == []
-    assert dict(counter.counts) == {"Query": 2}
+    assert dict(counter.counts) == {"Query": 1}
     await session.add_items([{"role": "user", "content": "fresh start"}])
     counter.reset()
     assert await session.get_items() == [{"role": "user", "content": "fresh start"}]
-    assert counter.total == 2
+    assert counter.total == 1
 
 
-# requests: the snapshot query (no snapshot here) plus the pages of events
-PAGES = [(1, 2), (16, 2), (17, 3), (64, 3), (65, 3), (100, 3), (300, 3), (5000, 3), (None, 4)]
+# requests: the pages of events (no snapshot here); the first holds min(16, limit + 8) + 2
+PAGES = [(1, 1), (16, 1), (17, 1), (18, 1), (19, 2), (64, 2), (65, 2), (100, 2), (300, 2),
+         (5000, 2), (None, 3)]
 
 
 async def test_limit_reads_no_more_pages_than_needed(
@@ -122,7 +123,7 @@ async def test_limit_pages_follow_items_per_event(
     for _ in range(5):
         await session.pop_item()
     live = items[:-5]
-    for limit, pages in [(15, 2), (200, 2), (400, 3), (1200, 3), (1995, 3)]:
+    for limit, pages in [(15, 1), (200, 1), (400, 2), (1200, 2), (1995, 2)]:
         counter.reset()
         assert await session.get_items(limit=limit) == live[-limit:]
         assert dict(counter.counts) == {"Query": pages}, limit
@@ -136,7 +137,7 @@ async def test_remembered_state_is_not_used_when_it_can_expire(
     assert len(await session.get_items()) == 3
     counter.reset()  # items with a ttl may expire between calls: a pop reads first
     assert await session.pop_item() == {"role": "user", "content": "m2"}
-    assert dict(counter.counts) == {"Query": 2, "PutItem": 1}
+    assert dict(counter.counts) == {"Query": 1, "PutItem": 1}
     counter.reset()
     await session.add_items([{"role": "user", "content": "m3"}])
     assert dict(counter.counts) == {"PutItem": 1}  # the head is still remembered
