@@ -27,20 +27,20 @@ from eventstore.keys import validate_session_id
 from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore, session_prefix
 from eventstore.sessions_index import SessionPage, list_sessions
-from eventstore.user_usage import forget_usage
 
 from .audit import iter_session_ids
 from .cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, CliContext, load_projector, run_async
 from .cli_anchor import purge_signer
 from .cli_format import Progress, render_table, shorten
-from .erase_content import erase_user_content
-from .purge import execute_purge, plan_purge
-from .purge_record import PurgeSigner
+from .purge import plan_purge
+from .purge_steps import carry_out_purge, remaining_plan
 from .rebuild import rebuild_session
 from .sweep import delete_orphans, sweep_orphans
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from .anchor import Digest
 
 
 def run_sessions(ctx: CliContext) -> int:
@@ -174,35 +174,32 @@ def run_purge(ctx: CliContext) -> int:
         if answer not in ("y", "yes"):
             ctx.print("nothing deleted")
             return EXIT_FAILED
-    signer = purge_signer(ctx)  # with digests: sign what is erased, before erasing it
     payloads = ctx.payloads()
-    if shared and args.shared == "content":
-        _signed(ctx, signer, {sid: plan.heads[sid] for sid in shared}, args.user)
-        erased = [run_async(erase_user_content(db, ctx.table, sid, args.user,
-                                               payloads=payloads))
-                  for sid in sorted(shared)]
-        _signed(ctx, signer, {e.session_id: e.through for e in erased}, args.user)
+    content_of = args.user if shared and args.shared == "content" else None
+    rest = remaining_plan(plan, content_of)
+    total = len(rest.keys) + len(rest.cache_refs)
+    bar = (Progress(total, "items", ctx.err, description="purge")
+           if total > 250 else None)
+    objects = (run_async(_count_objects(payloads, rest.sessions))
+               if payloads is not None and not rest.empty else 0)
+    outcome = run_async(carry_out_purge(
+        db, ctx.table, plan, erase_content_of=content_of,
+        signer=purge_signer(ctx),  # with digests: sign what is erased, before erasing it
+        payloads=payloads, on_signed=lambda digest, user: _print_signed(ctx, digest, user),
+        on_batch=bar.advance if bar else None,
+    ))
+    if bar:
+        bar.close()
+    erased = outcome.erased
+    if erased:
         ctx.print(f"erased the content of {args.user!r} in {len(erased)} sessions "
                   f"({sum(e.events for e in erased)} events, "
                   f"{sum(e.cache_entries for e in erased)} tool-cache entries); other "
                   "users' events and the hash chain are intact")
-        plan = plan.without(set(shared))
-        if plan.empty:  # nothing left to delete whole: the user's usage totals go too
-            run_async(forget_usage(db, ctx.table, {}, user_id=args.user))
-            return EXIT_OK
-        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
-        total = len(plan.keys) + len(plan.cache_refs)
-    bar = (Progress(total, "items", ctx.err, description="purge")
-           if total > 250 else None)
-    objects = (run_async(_count_objects(payloads, plan.sessions))
-               if payloads is not None else 0)
-    _signed(ctx, signer, plan.heads)
-    deleted = run_async(execute_purge(
-        db, ctx.table, plan, on_batch=bar.advance if bar else None, payloads=payloads,
-    ))
-    _signed(ctx, signer, plan.heads)  # sessions a racing writer made it erase further
-    if bar:
-        bar.close()
+    if rest.empty:
+        return EXIT_OK
+    plan, deleted = rest, outcome.deleted
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
     ctx.print(f"deleted {deleted} items of {len(plan.sessions)} sessions ({summary}); "
               "tombstones at META and SNAPSHOT keep the projector from re-creating them "
               "for 25 h")
@@ -218,13 +215,9 @@ def run_purge(ctx: CliContext) -> int:
     return EXIT_OK
 
 
-def _signed(
-    ctx: CliContext, signer: PurgeSigner | None, heads: dict[str, int], user: str | None = None
-) -> None:
-    digest = signer.sign(heads, user_id=user) if signer is not None else None
-    if digest is not None:
-        ctx.print(f"signed purge record: digest {digest.number} ({len(digest.purges)} "
-                  f"session(s), {'content of one user' if user else 'whole sessions'})")
+def _print_signed(ctx: CliContext, digest: Digest, user: str | None) -> None:
+    ctx.print(f"signed purge record: digest {digest.number} ({len(digest.purges)} "
+              f"session(s), {'content of one user' if user else 'whole sessions'})")
 
 
 async def _count_objects(payloads: PayloadStore, sessions: list[str]) -> int:

@@ -1,6 +1,7 @@
 """What the console shows, computed from the library in one thin layer.
 
-The console calls ``convlog.audit``, ``convlog.purge`` and ``eventstore`` only from
+The console calls ``convlog.audit``, ``convlog.purge`` (planned there, carried out by
+``convlog.purge_steps``, the same steps as ``convlog purge``) and ``eventstore`` only from
 here, so the HTTP layer stays thin and a change of those APIs is fixed in one place.
 
 ``ConsoleService`` answers with the pydantic models of ``convlog.console.models``. It
@@ -18,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -34,13 +34,12 @@ from eventstore.log import EventLog
 from eventstore.payloads import PayloadStore
 from eventstore.records import StoredEvent
 from eventstore.sessions_index import list_sessions
-from eventstore.user_usage import forget_usage
 from eventstore.views import arguments_hash, decode_tool_entry
 
 from ..audit import VerifyReport, export_line, replay, verify_session
-from ..erase_content import ContentErasure, erase_user_content
-from ..purge import PurgePlan, execute_purge, plan_purge
+from ..purge import PurgePlan, plan_purge
 from ..purge_record import PurgeSigner
+from ..purge_steps import carry_out_purge
 from .models import (
     ChainStatus,
     ItemChange,
@@ -277,32 +276,14 @@ class ConsoleService:
             raise InvalidInputError(
                 f"{len(shared)} of these sessions hold other users' events: choose shared="
                 f"'session' (delete them whole) or 'content' (erase only {user!r}'s content)")
-        digests: list[int] = []
-        erased: list[ContentErasure] = []
-        if shared and choice == "content" and user is not None:
-            await self._sign(digests, {s: plan.heads[s] for s in shared}, user)
-            erased = [await erase_user_content(self.db, self.table, s, user,
-                                               payloads=self.payloads)
-                      for s in sorted(shared)]
-            await self._sign(digests, {e.session_id: e.through for e in erased}, user)
-            plan = plan.without(set(shared))
-        deleted = 0
-        if not plan.empty:
-            await self._sign(digests, plan.heads)
-            deleted = await execute_purge(self.db, self.table, plan, payloads=self.payloads)
-            await self._sign(digests, plan.heads)  # what racing writers made it erase
-        elif user is not None:  # content erased only: the user's usage totals go too
-            await forget_usage(self.db, self.table, {}, user_id=user)
-        return PurgeDoneOut(sessions=plan.sessions, deleted=deleted,
+        outcome = await carry_out_purge(
+            self.db, self.table, plan, signer=self.signer, payloads=self.payloads,
+            erase_content_of=user if shared and choice == "content" else None)
+        erased = outcome.erased
+        return PurgeDoneOut(sessions=outcome.plan.sessions, deleted=outcome.deleted,
                             erased_content=[e.session_id for e in erased],
-                            erased_events=sum(e.events for e in erased), signed_digests=digests)
-
-    async def _sign(self, digests: list[int], heads: dict[str, int],
-                    user: str | None = None) -> None:
-        if self.signer is not None:
-            signer = self.signer
-            digest = await asyncio.to_thread(lambda: signer.sign(heads, user_id=user))
-            digests += [digest.number] if digest is not None else []
+                            erased_events=sum(e.events for e in erased),
+                            signed_digests=outcome.digests)
 
     async def _plan(self, target: PurgeTarget) -> PurgePlan:
         if isinstance(target, SessionTarget):
