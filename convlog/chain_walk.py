@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from eventstore.errors import CorruptEventError, PayloadStoreRequiredError
+from eventstore.errors import CorruptEventError, EventKeyError, PayloadStoreRequiredError
 from eventstore.events import GENESIS_HASH, chain_hash, payload_data, payload_digest
 from eventstore.keys import seq_of
 from eventstore.records import AttrMap, StoredEvent, decode_event
@@ -96,7 +96,12 @@ class ChainWalk:
         self, head: AttrMap, parts: list[AttrMap], payload: bytes | Exception | None = None
     ) -> bool:
         """Check the next event head; ``False`` once a link is broken."""
-        report, sk_seq = self.report, seq_of(head["sk"]["S"])
+        report = self.report
+        try:
+            sk_seq = seq_of(head["sk"]["S"])
+        except EventKeyError as exc:
+            at = self.prev.event.seq + 1 if self.prev else 1
+            return self.fail(at, "corrupt", f"{exc}: no writer makes such an item")
         try:
             if isinstance(payload, Exception):
                 raise payload

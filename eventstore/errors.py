@@ -102,6 +102,10 @@ class CorruptEventError(ConvlogError):
     """A stored event cannot be decoded (malformed image or unknown schema version)."""
 
 
+class EventKeyError(CorruptEventError, ValueError):
+    """A sort key under ``EVENT#`` that names no seq (no writer makes one; a table writer can)."""
+
+
 class PayloadMissingError(CorruptEventError):
     """An event or snapshot points to an S3 object that is not there (erased or removed)."""
 

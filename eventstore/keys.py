@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .errors import InvalidInputError, InvalidSessionIdError, InvalidUserIdError
+from .errors import EventKeyError, InvalidInputError, InvalidSessionIdError, InvalidUserIdError
 
 SESSION_PREFIX = "SESSION#"
 EVENT_PREFIX = "EVENT#"
@@ -174,8 +174,16 @@ def part_sk(base_sk: str, part: int) -> str:
 
 
 def seq_of(sk: str) -> int:
-    """Sequence number of an event (or event part) sort key."""
-    return int(sk[len(EVENT_PREFIX) : len(EVENT_PREFIX) + SEQ_DIGITS])
+    """Sequence number of an event (or event part) sort key.
+
+    Raises:
+        EventKeyError: The key names no seq (a ``CorruptEventError`` and a ``ValueError``).
+    """
+    digits = sk[len(EVENT_PREFIX) : len(EVENT_PREFIX) + SEQ_DIGITS]
+    if not (sk.startswith(EVENT_PREFIX) and len(digits) == SEQ_DIGITS and digits.isdigit()
+            and digits.isascii()):
+        raise EventKeyError(f"event key {sk!r} names no seq")
+    return int(digits)
 
 
 def is_event_sk(sk: str) -> bool:

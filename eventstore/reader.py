@@ -79,8 +79,16 @@ class Head:
 
     @classmethod
     def of_item(cls, item: AttrMap) -> Head:
-        """The head an event item (or one of its parts) reveals: its ``seq`` and ``hash``."""
-        return cls(int(item["seq"]["N"]), str(item["hash"]["S"]))
+        """The head an event item (or one of its parts) reveals: its ``seq`` and ``hash``.
+
+        Raises:
+            CorruptEventError: The item has no readable ``seq`` or ``hash``.
+        """
+        try:
+            return cls(int(item["seq"]["N"]), str(item["hash"]["S"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptEventError(
+                f"event item {item.get('sk', {}).get('S')!r} is malformed") from exc
 
 
 @dataclass

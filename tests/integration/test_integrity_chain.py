@@ -15,6 +15,7 @@ from cli_helpers import cli, event_key, run
 
 from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession
+from eventstore.errors import CorruptEventError
 from eventstore.events import GENESIS_HASH, ItemsAdded, chain_hash, now_iso
 from eventstore.log import EventLog
 
@@ -129,3 +130,29 @@ def test_schema_1_events_still_verify_and_a_downgrade_is_named(
         {"role": "user", "content": "old 1"}, {"role": "user", "content": "old 2"},
         {"role": "user", "content": "new"},
     ]
+
+
+@pytest.mark.parametrize("sk", ["EVENT#999999999999", "EVENT#zzz", "EVENT#00000000000x"])
+def test_a_junk_event_row_is_a_typed_error_on_every_path(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
+    capsys: pytest.CaptureFixture[str], sk: str,
+) -> None:
+    """A table writer puts a row under an event key that no writer makes (no ``seq``, no
+    ``hash``, a key naming no seq): reads and writes fail with ``CorruptEventError`` (never
+    a bare ``KeyError``/``ValueError``), nothing is written, and ``verify`` reports it."""
+    sid = _session(boto3_client, table, ttl_seconds=None)
+    pk = {"S": f"SESSION#{sid}"}
+    boto3_client.put_item(TableName=table, Item={"pk": pk, "sk": {"S": sk}})
+    before = boto3_client.query(TableName=table, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": pk})["Items"]
+    for call in (
+        lambda s: s.get_items(), lambda s: s.get_items(limit=2), lambda s: s.pop_item(),
+        lambda s: s.add_items([{"role": "user", "content": "after"}]),
+    ):
+        with pytest.raises(CorruptEventError):
+            run(call(DynamoDBSession(sid, boto3_client, table)))
+    after = boto3_client.query(TableName=table, KeyConditionExpression="pk = :pk",
+                               ExpressionAttributeValues={":pk": pk})["Items"]
+    assert after == before
+    code, out = _verify(capsys, endpoint, table, sid)
+    assert code == 1 and out.startswith(f"BROKEN  {sid}"), out

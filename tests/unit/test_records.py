@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from eventstore.errors import CorruptEventError, InvalidItemError, PayloadTooLargeError
+from eventstore.errors import (
+    CorruptEventError,
+    EventKeyError,
+    InvalidItemError,
+    PayloadTooLargeError,
+)
 from eventstore.events import (
     GENESIS_HASH,
     ItemPopped,
@@ -144,4 +149,9 @@ def test_validate_items_copies_and_accepts_json_values() -> None:
 def test_keys() -> None:
     assert event_sk(42) == "EVENT#000000000042" and seq_of(part_sk(event_sk(42), 3)) == 42
     assert event_sk(9) < event_sk(10) < "META" < "SNAPSHOT" < "SNAPSHOT#0001"
+    for junk in ("EVENT#zzz", "EVENT#00000000000x", "EVENT#1", "EVENT#-00000000001",
+                 "EVENT#\uff10" + "0" * 11, "META"):  # \uff10: a full-width digit zero
+        with pytest.raises(EventKeyError) as caught:
+            seq_of(junk)
+        assert isinstance(caught.value, CorruptEventError) and isinstance(caught.value, ValueError)
     assert validate_session_id("a#b/é") == "a#b/é"
