@@ -166,9 +166,26 @@ async def read_user_usage(client: Any, table_name: str, user_id: str) -> UsageTo
                                    ":s": {"S": USAGE_SK_PREFIX}},
         ProjectionExpression="#r, #i, #o, #t",
     ):
-        for n, name in enumerate(USAGE_FIELDS):
-            sums[n] += int(item.get(name, {}).get("N", "0"))
+        counts = _counts(item)
+        if counts is None:  # no projector writes it: a table writer's item, not counted
+            _log.warning("a usage totals item of user %r holds counts that are not "
+                        "whole numbers; it is not counted", user_id)
+            continue
+        sums = [a + b for a, b in zip(sums, counts, strict=True)]
     return UsageTotals(sums[0], sums[1], sums[2], sums[3])
+
+
+def _counts(item: Mapping[str, Any]) -> list[int] | None:
+    """The four counts of a shard item (absent ones 0); ``None`` unless whole numbers."""
+    counts = []
+    for name in USAGE_FIELDS:
+        value = item.get(name, {"N": "0"})
+        text = value.get("N") if isinstance(value, Mapping) else None
+        if (not isinstance(text, str) or not text.isascii() or not text.isdigit()
+                or len(text) > 38):  # DynamoDB keeps 38 digits
+            return None  # a string, a fraction, an exponent or a sign: not a count
+        counts.append(int(text))
+    return counts
 
 
 async def forget_usage(

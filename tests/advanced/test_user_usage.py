@@ -206,3 +206,25 @@ async def test_a_purge_erases_what_the_totals_say_of_the_purged(
     assert await read_user_usage(boto3_client, table, "bob") == UsageTotals(2, 20, 4, 24)
     await execute_purge(db, table, await plan_purge(db, table, user_id="ann"))
     assert totals_items("ann") == []
+
+
+@pytest.mark.parametrize("junk", [{"N": "1.5"}, {"N": "1E+40"}, {"N": "-3"}, {"S": "7"}])
+async def test_a_table_writers_counts_item_is_not_counted_and_breaks_no_listing(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
+    caplog: pytest.LogCaptureFixture, junk: dict[str, str],
+) -> None:
+    """No projector writes a count that is not a whole number: such an item (a fraction,
+    an exponent, a sign, a string) is left out of the totals and logged, and
+    ``list_sessions`` still answers (it raised a bare ``ValueError``)."""
+    from eventstore import list_sessions
+
+    await spend(boto3_client, table, "real", "ann", 2)
+    make_pump(endpoint, table).drain()
+    boto3_client.put_item(TableName=table, Item={
+        "pk": {"S": "USER#ann"}, "sk": {"S": "USAGE#99"}, "requests": junk,
+        "input_tokens": {"N": "1000"}})
+    expected = UsageTotals(2, 20, 4, 24)
+    assert await read_user_usage(boto3_client, table, "ann") == expected
+    page = await list_sessions(boto3_client, table, "ann")
+    assert [s.session_id for s in page.sessions] == ["real"] and page.user_usage == expected
+    assert "not whole numbers" in caplog.text
