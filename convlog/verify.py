@@ -35,7 +35,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from eventstore.errors import CorruptEventError, PayloadStoreRequiredError
-from eventstore.keys import EVENT_PREFIX, SNAPSHOT_SK, event_sk, is_part_sk, session_pk
+from eventstore.keys import (
+    EVENT_PREFIX,
+    SNAPSHOT_SK,
+    event_sk,
+    is_part_sk,
+    session_pk,
+    whole_number,
+)
 from eventstore.log import EventLog
 from eventstore.records import AttrMap, StoredEvent, decode_event, object_ref
 
@@ -179,8 +186,8 @@ class SessionVerifier:
         JSON, or the error fetching it raised).
         """
         sk = item["sk"]["S"]
-        if "purged" in item:  # a purge tombstone (META, SNAPSHOT): names the last seq erased
-            through = int(item["purged"]["N"])
+        through = whole_number(item.get("purged"))
+        if through is not None:  # a purge tombstone (META, SNAPSHOT): the last seq erased
             self.report.purged_through = max(self.report.purged_through or 0, through)
             return True
         if sk.startswith(EVENT_PREFIX):
@@ -190,9 +197,11 @@ class SessionVerifier:
             if not self._flush():
                 return False
             self.pending, self.payload = item, payload
-        elif sk == SNAPSHOT_SK:
-            self.snapshot_seq = int(item["seq"]["N"])
-            self.snapshot_ttl = int(item["ttl"]["N"]) if "ttl" in item else None
+        elif sk == SNAPSHOT_SK:  # a malformed one (a table writer's) claims nothing
+            ttl = whole_number(item["ttl"]) if "ttl" in item else None
+            well_formed = "ttl" not in item or ttl is not None
+            self.snapshot_seq = whole_number(item.get("seq")) if well_formed else None
+            self.snapshot_ttl = ttl
         return True
 
     def finish(self) -> VerifyReport:

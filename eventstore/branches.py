@@ -102,8 +102,13 @@ class BranchMixin:
             },
             ConsistentRead=True,
         ):
+            branch_id = item.get("branch_id", {}).get("S")
+            created = item.get("created", {}).get("S")
+            if branch_id != item["sk"]["S"][len(REGISTRY_PREFIX):] or not isinstance(
+                    created, str):
+                continue  # no writer makes it (a table writer can): not a branch
             if not item.get("deleted", {}).get("BOOL", False):
-                found.append((item["branch_id"]["S"], item["created"]["S"]))
+                found.append((branch_id, created))
         return found
 
     async def create_branch_from_turn(

@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PENDING = "pending"
-STAGE_CONDITION = ("attribute_not_exists(pk) OR #c < :created "
+# an entry whose ``created`` is no string (a table writer's) is replaced like an older one
+STAGE_CONDITION = ("attribute_not_exists(pk) OR NOT attribute_type(#c, :str) OR #c < :created "
                    "OR (#c = :created AND attribute_exists(#p))")
 
 
@@ -120,7 +121,8 @@ async def _stage(db: DynamoClient, table_name: str, entry: ToolCacheEntry) -> bo
     item = encode_tool_entry(entry)
     names = {"#o": "output", "#c": "created", "#h": "hits", "#t": "ttl", "#s": "session",
              "#i": "call_id", "#u": "user", "#p": PENDING}
-    values: AttrMap = {":o": item["output"], ":created": item["created"], ":zero": {"N": "0"}}
+    values: AttrMap = {":o": item["output"], ":created": item["created"], ":zero": {"N": "0"},
+                       ":str": {"S": "S"}}
     sets = ["#o = :o", "#c = :created", "#h = if_not_exists(#h, :zero)", "#p = :created"]
     removes: list[str] = ["invalidated"]
     for attr, placeholder in (("ttl", "#t"), ("session", "#s"), ("call_id", "#i"),

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from .errors import EventKeyError, InvalidInputError, InvalidSessionIdError, InvalidUserIdError
 
@@ -184,6 +185,18 @@ def seq_of(sk: str) -> int:
             and digits.isascii()):
         raise EventKeyError(f"event key {sk!r} names no seq")
     return int(digits)
+
+
+def whole_number(value: Any) -> int | None:
+    """The whole number a DynamoDB ``N`` value holds (``{"N": "42"}``), else ``None``.
+
+    Every number convlog writes (seq, ttl, counts) is a non-negative integer in plain
+    digits; a table writer's ``{"S": ...}``, ``"1.5"``, ``"1E+40"`` or ``"-3"`` is none.
+    """
+    text = value.get("N") if isinstance(value, dict) else None
+    if not isinstance(text, str) or not (text.isascii() and text.isdigit()) or len(text) > 38:
+        return None  # a string, a fraction, an exponent or a sign; DynamoDB keeps 38 digits
+    return int(text)
 
 
 def is_event_sk(sk: str) -> bool:

@@ -50,6 +50,7 @@ from .keys import (
     part_base,
     seq_of,
     session_pk,
+    whole_number,
 )
 from .records import DIGEST_ATTR, AttrMap, object_ref
 from .snapshots import decode_snapshot, head_rows, is_chunked, sealed_of
@@ -84,11 +85,10 @@ class Head:
         Raises:
             CorruptEventError: The item has no readable ``seq`` or ``hash``.
         """
-        try:
-            return cls(int(item["seq"]["N"]), str(item["hash"]["S"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CorruptEventError(
-                f"event item {item.get('sk', {}).get('S')!r} is malformed") from exc
+        seq, digest = whole_number(item.get("seq")), item.get("hash", {}).get("S")
+        if seq is None or seq < 1 or not isinstance(digest, str):
+            raise CorruptEventError(f"event item {item.get('sk', {}).get('S')!r} is malformed")
+        return cls(seq, digest)
 
 
 @dataclass

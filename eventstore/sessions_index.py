@@ -127,12 +127,14 @@ async def list_sessions(
         "IndexName": USER_INDEX,
         # the writers' user records (gsi1sk "#<session id>", for erasure) sort below "0"
         "KeyConditionExpression": "gsi1pk = :u AND gsi1sk >= :lo",
-        "FilterExpression": "attribute_not_exists(#t) OR #t > :now",
+        # a ttl of another type (a table writer's) matches no comparison: left out
+        "FilterExpression": "attribute_not_exists(#t) OR (attribute_type(#t, :n) AND #t > :now)",
         "ExpressionAttributeNames": {"#t": "ttl"},
         "ExpressionAttributeValues": {
             ":u": {"S": user_pk(user_id)},
             ":lo": {"S": "0"},
             ":now": {"N": str(int(time.time()))},
+            ":n": {"S": "N"},
         },
         "ScanIndexForward": False,
         "Limit": limit,

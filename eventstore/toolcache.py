@@ -44,7 +44,7 @@ from typing import Any
 
 from .cache_commit import PENDING, batch_write, write_tool_entries
 from .client import DynamoClient, wrap_client
-from .errors import ConditionFailedError, ConvlogError, InvalidInputError
+from .errors import ConditionFailedError, ConvlogError, CorruptEventError, InvalidInputError
 from .keys import INVALIDATED_SK, args_sk, tool_pk, validate_scope, validate_tool_name
 from .ownership import current_owner
 from .tool_entries import (
@@ -57,6 +57,7 @@ from .tool_entries import (
 
 LOG = logging.getLogger("convlog.toolcache")
 DEFAULT_TTL_SECONDS = 3600
+MAX_HITS = 10**18  # a hit counter above it is a table writer's: a miss, never an overflow
 Arguments = Mapping[str, Any] | str
 
 
@@ -112,17 +113,27 @@ class ToolCache:
             arguments: A dict or a JSON string of the arguments.
             max_age_seconds: Also treat entries created longer ago than this as misses.
 
+        Returns:
+            The entry, or ``None`` on a miss: none, expired, staged, too old, or one no
+            writer makes (a table writer's malformed item).
+
         Raises:
             InvalidInputError: Bad tool name or arguments (nothing is read).
         """
         key = self._key(tool_name, arguments)
         now = self.clock()
+        # a table writer's entry whose ttl, hits or created has the wrong type is a miss
+        # (the type checks come first: a comparison across types is no match)
         condition = ("attribute_exists(pk) AND attribute_exists(#o) "
-                     "AND attribute_not_exists(#p) AND (attribute_not_exists(#t) OR #t > :now)")
-        values: dict[str, Any] = {":one": {"N": "1"}, ":now": {"N": str(int(now))}}
+                     "AND attribute_not_exists(#p) "
+                     "AND (attribute_not_exists(#t) OR (attribute_type(#t, :n) AND #t > :now)) "
+                     "AND (attribute_not_exists(#h) OR (attribute_type(#h, :n) AND #h < :cap))")
+        values: dict[str, Any] = {":one": {"N": "1"}, ":now": {"N": str(int(now))},
+                                  ":n": {"S": "N"}, ":cap": {"N": str(MAX_HITS)}}
         names = {"#t": "ttl", "#h": "hits", "#o": "output", "#p": PENDING}
         if max_age_seconds is not None:
-            condition += " AND #c >= :oldest"
+            condition += " AND attribute_type(#c, :s) AND #c >= :oldest"
+            values[":s"] = {"S": "S"}
             values[":oldest"] = {"S": _iso(now - max_age_seconds)}
             names["#c"] = "created"
         try:
@@ -138,7 +149,11 @@ class ToolCache:
             )
         except ConditionFailedError:
             return None
-        return decode_tool_entry(response["Attributes"])
+        try:
+            return decode_tool_entry(response["Attributes"])
+        except CorruptEventError:  # no writer makes it (a table writer can): a miss
+            LOG.warning("tool cache entry of %s is malformed; a miss", tool_name)
+            return None
 
     async def put(
         self,

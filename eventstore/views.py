@@ -78,7 +78,11 @@ if TYPE_CHECKING:
 
 # A view is replaced by a newer one, or by any one once it has expired (a session whose
 # every event expired starts again at seq 1 and must not stay behind the stale view).
-VIEW_CONDITION = "attribute_not_exists(pk) OR seq < :seq OR #ttl < :now"
+# One whose seq or ttl is no number (a table writer's) is replaced too; the type checks
+# come first (a comparison across types matches nothing, and moto's server fails on it).
+VIEW_CONDITION = ("attribute_not_exists(pk) OR NOT attribute_type(seq, :num) OR seq < :seq "
+                  "OR (attribute_type(#ttl, :num) AND #ttl < :now) "
+                  "OR (attribute_exists(#ttl) AND NOT attribute_type(#ttl, :num))")
 META_VERSION = 1
 CHUNK_WRITES = 8  # chunk puts in flight at once (a state sealed anew writes many)
 
@@ -379,6 +383,7 @@ def _replace_condition(seq: int) -> dict[str, Any]:
         "ExpressionAttributeNames": {"#ttl": "ttl"},
         "ExpressionAttributeValues": {
             ":seq": {"N": str(seq)}, ":now": {"N": str(int(time.time()))},
+            ":num": {"S": "N"},
         },
     }
 

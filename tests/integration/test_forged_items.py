@@ -1,0 +1,207 @@
+"""A table writer's malformed items never surface as a bare Python exception.
+
+The threat model lets a table writer put anything in the partitions its policy allows:
+an attribute of the wrong type (``{"S": ...}`` where a number belongs), a number no
+writer makes (``"1.5"``, ``"1E+40"``, ``"-3"``), an attribute removed. The documented
+outcomes: a malformed *event* is a ``CorruptEventError`` on every session path and a
+BROKEN session for ``convlog verify``; a malformed *view* (META, SNAPSHOT, a branch
+registry item, a tool-cache entry) is ignored (reads fold the events; a bad cache entry
+is a miss); the CLI exits with a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+import pytest
+from cli_helpers import cli, run, tool_turn
+from projection_support import make_pump
+
+from convlog.console.service import ConsoleService
+from convlog.local import EmbeddedEndpoint
+from eventstore import DynamoDBSession, ToolCache, list_sessions
+from eventstore.errors import ConvlogError, CorruptEventError, InvalidInputError
+from eventstore.keys import META_SK, SNAPSHOT_SK, session_pk
+
+Forgery = tuple[str, dict[str, Any] | None]  # attribute, value (None: removed)
+
+
+def msg(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def forge(client: Any, table: str, key: dict[str, Any], attr: str, value: Any) -> None:
+    """Set (or remove) one attribute of an item, as a table writer can."""
+    if value is None:
+        client.update_item(TableName=table, Key=key, UpdateExpression="REMOVE #a",
+                           ExpressionAttributeNames={"#a": attr})
+    else:
+        client.update_item(TableName=table, Key=key, UpdateExpression="SET #a = :v",
+                           ExpressionAttributeNames={"#a": attr},
+                           ExpressionAttributeValues={":v": value})
+
+
+def projected(endpoint: EmbeddedEndpoint, client: Any, table: str) -> str:
+    """A session of three messages whose views (META, SNAPSHOT) the projector wrote."""
+    sid = f"forged-{uuid.uuid4().hex[:8]}"
+    writer = DynamoDBSession(sid, client, table, user_id="ann")
+    for n in (1, 2, 3):
+        run(writer.add_items([msg(f"m{n}")]))
+    make_pump(endpoint, table).drain()
+    return sid
+
+
+def key(sid: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": session_pk(sid)}, "sk": {"S": sk}}
+
+
+def one_line(result: Any) -> None:
+    """A CLI outcome a person can read: no traceback, one line on stderr at most."""
+    assert "Traceback" not in result.out + result.err
+    assert len(result.err.strip().splitlines()) <= 1, result.err
+
+
+BAD_NUMBERS: list[dict[str, Any]] = [
+    {"S": "3"}, {"N": "1.5"}, {"N": "1E+40"}, {"N": "-3"}, {"BOOL": True},
+]
+
+EVENT_FORGERIES: list[Forgery] = [
+    *(("seq", v) for v in BAD_NUMBERS), ("seq", None), ("hash", None), ("hash", {"N": "1"}),
+    ("ttl", {"S": "soon"}), ("ttl", {"N": "1.5"}), ("ttl", {"N": "1E+40"}),
+    ("v", {"N": "1.5"}), ("v", {"S": "2"}), ("token", {"N": "1"}), ("type", None),
+    ("parts", {"N": "1.5"}), ("parts", {"N": "1E+40"}),
+]
+
+
+@pytest.mark.parametrize(("attr", "value"), EVENT_FORGERIES)
+def test_a_forged_newest_event_is_a_corrupt_event_on_every_path(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
+    capsys: pytest.CaptureFixture[str], attr: str, value: Any,
+) -> None:
+    """The newest event (one the snapshot does not cover) malformed: every read raises
+    ``CorruptEventError``, a write raises it or appends after the head without reading the
+    event (never a bare exception, never a write at a seq no writer makes); ``verify``
+    says BROKEN; ``replay``/``rebuild``/``sessions`` exit with one line at most."""
+    sid = projected(endpoint, boto3_client, table)
+    run(DynamoDBSession(sid, boto3_client, table, user_id="ann").add_items([msg("m4")]))
+    forge(boto3_client, table, key(sid, "EVENT#000000000004"), attr, value)
+    for call in (lambda s: s.get_items(), lambda s: s.get_items(limit=1),
+                 lambda s: s.pop_item()):
+        with pytest.raises(CorruptEventError):
+            run(call(DynamoDBSession(sid, boto3_client, table, user_id="ann")))
+    for call in (lambda s: s.add_items([msg("after")]), lambda s: s.list_branches(),
+                 lambda s: s.add_items([msg("again")], idempotency_key="retry-1")):
+        with contextlib.suppress(CorruptEventError):
+            run(call(DynamoDBSession(sid, boto3_client, table, user_id="ann")))
+    sks = [i["sk"]["S"] for i in boto3_client.query(
+        TableName=table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": session_pk(sid)}})["Items"]]
+    assert all(sk.startswith("EVENT#0000000000") or not sk.startswith("EVENT#")
+               for sk in sks), sks
+    verified = cli(capsys, endpoint, table, "verify", sid)
+    assert verified.code == 1 and verified.out.startswith(f"BROKEN  {sid}"), verified
+    one_line(verified)
+    for verb in (("verify", sid, "--deep"), ("replay", sid), ("rebuild", sid),
+                 ("sessions", "--user", "ann")):
+        one_line(cli(capsys, endpoint, table, *verb))
+    service = ConsoleService(boto3_client, table)
+    try:
+        timeline = run(service.timeline(sid))
+    except ConvlogError:
+        pass
+    else:
+        assert timeline.verify.problem is not None
+
+
+VIEW_FORGERIES: list[tuple[str, str, dict[str, Any] | None]] = [
+    *((META_SK, "seq", v) for v in BAD_NUMBERS),
+    *((META_SK, "item_count", v) for v in BAD_NUMBERS),
+    (META_SK, "ttl", {"S": "soon"}), (META_SK, "ttl", {"N": "1.5"}),
+    (META_SK, "usage", {"L": [{"S": "1"}]}), (META_SK, "usage", {"S": "1"}),
+    (META_SK, "usage", {"L": [{"N": "1.5"}] * 4}), (META_SK, "purged", {"S": "3"}),
+    (META_SK, "last_active", None), (META_SK, "created", {"N": "1"}),
+    *((SNAPSHOT_SK, "seq", v) for v in BAD_NUMBERS),
+    (SNAPSHOT_SK, "ttl", {"S": "soon"}), (SNAPSHOT_SK, "ttl", {"N": "1.5"}),
+    (SNAPSHOT_SK, "ttl", {"N": "1E+40"}), (SNAPSHOT_SK, "v", {"S": "3"}),
+    (SNAPSHOT_SK, "v", {"N": "1.5"}), (SNAPSHOT_SK, "chunks", {"N": "1.5"}),
+    (SNAPSHOT_SK, "chunks", {"S": "1"}), (SNAPSHOT_SK, "parts", {"N": "1.5"}),
+    (SNAPSHOT_SK, "parts", {"S": "2"}), (SNAPSHOT_SK, "purged", {"S": "3"}),
+    (SNAPSHOT_SK, "hash", None), (SNAPSHOT_SK, "hash", {"N": "1"}),
+]
+
+
+@pytest.mark.parametrize(("sk", "attr", "value"), VIEW_FORGERIES)
+def test_a_forged_view_is_ignored_by_every_path(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str,
+    capsys: pytest.CaptureFixture[str], sk: str, attr: str, value: Any,
+) -> None:
+    """A malformed META or SNAPSHOT: reads fold the events, writes go on, the projector
+    drains without a failed record, and the CLI and console answer without a traceback."""
+    sid = projected(endpoint, boto3_client, table)
+    forge(boto3_client, table, key(sid, sk), attr, value)
+    session = DynamoDBSession(sid, boto3_client, table, user_id="ann")
+    assert run(session.get_items()) == [msg("m1"), msg("m2"), msg("m3")]
+    assert run(DynamoDBSession(sid, boto3_client, table).get_items(limit=1)) == [msg("m3")]
+    assert [b["branch_id"] for b in run(session.list_branches())] == ["main"]
+    run(list_sessions(boto3_client, table, "ann"))
+    for verb in (("verify", sid), ("verify", sid, "--deep"), ("replay", sid),
+                 ("sessions", "--user", "ann"), ("usage", "--user", "ann")):
+        one_line(cli(capsys, endpoint, table, *verb))
+    run(ConsoleService(boto3_client, table).timeline(sid))
+    assert run(session.pop_item()) == msg("m3")
+    run(session.add_items([msg("m4")]))
+    pump = make_pump(endpoint, table, max_retries=0, on_exhausted="stop")
+    pump.drain()
+    assert run(DynamoDBSession(sid, boto3_client, table).get_items()) == [
+        msg("m1"), msg("m2"), msg("m4")]
+    rebuilt = cli(capsys, endpoint, table, "rebuild", sid)
+    one_line(rebuilt)
+    assert rebuilt.code == 0, rebuilt
+    deep = cli(capsys, endpoint, table, "verify", sid, "--deep")
+    assert deep.code == 0 and "views agree with the log" in deep.out, deep
+
+
+@pytest.mark.parametrize(("attr", "value"), [
+    ("branch_id", None), ("branch_id", {"N": "1"}), ("branch_id", {"S": "../x"}),
+    ("created", None), ("created", {"N": "1"}), ("deleted", {"S": "no"}),
+])
+def test_a_forged_branch_registry_item_is_ignored(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, attr: str, value: Any,
+) -> None:
+    """A ``BRANCH#`` item no writer made: not listed, not a branch to switch to."""
+    sid = projected(endpoint, boto3_client, table)
+    item = {**key(sid, "BRANCH#forged"), "branch_id": {"S": "forged"},
+            "created": {"S": "2026-01-01T00:00:00.000Z"}, "from_turn": {"N": "1"}}
+    boto3_client.put_item(TableName=table, Item=item)
+    forge(boto3_client, table, key(sid, "BRANCH#forged"), attr, value)
+    session = DynamoDBSession(sid, boto3_client, table, user_id="ann")
+    assert [b["branch_id"] for b in run(session.list_branches())] == ["main"]
+    with contextlib.suppress(InvalidInputError):  # "does not exist", unless well-formed
+        run(session.switch_to_branch("forged"))
+    assert run(session.get_items()) in ([], [msg("m1"), msg("m2"), msg("m3")])
+
+
+@pytest.mark.parametrize(("attr", "value"), [
+    ("hits", {"S": "1"}), ("hits", {"N": "1.5"}), ("hits", {"N": "1E+40"}),
+    ("ttl", {"S": "soon"}), ("ttl", {"N": "1.5"}), ("created", {"N": "1"}),
+    ("output", {"N": "1"}), ("output", {"S": "{not json"}), ("session", {"N": "1"}),
+])
+def test_a_forged_tool_entry_is_a_miss(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, attr: str, value: Any,
+) -> None:
+    """A malformed tool-cache entry: ``ToolCache.get`` misses, the console leaves it
+    out, and the projector writes over it without a failed record."""
+    sid = f"forged-{uuid.uuid4().hex[:8]}"
+    writer = DynamoDBSession(sid, boto3_client, table, user_id="ann")
+    run(writer.add_items(tool_turn(1, "Oslo")))
+    make_pump(endpoint, table).drain()
+    cache = ToolCache(boto3_client, table)
+    entry = run(cache.get("get_weather", '{"city":"Oslo"}'))
+    assert entry is not None and entry.output == "sunny in Oslo"
+    forge(boto3_client, table, entry.key, attr, value)
+    assert run(cache.get("get_weather", '{"city":"Oslo"}')) is None
+    run(ConsoleService(boto3_client, table).tool_entries(sid))
+    run(writer.add_items(tool_turn(2, "Oslo")))
+    make_pump(endpoint, table, max_retries=0, on_exhausted="stop").drain()
