@@ -18,9 +18,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from eventstore.errors import CorruptEventError
 from eventstore.events import now_iso
-from eventstore.keys import EVENT_PREFIX, SESSION_PREFIX, is_part_sk
+from eventstore.keys import EVENT_PREFIX, SESSION_PREFIX, is_part_sk, whole_number
 from eventstore.log import EventLog
+from eventstore.reader import Head
 
 from . import anchor
 from .anchor import KEY_SPEC, AnchoredHead, Digest, DigestStore, Link
@@ -50,10 +52,15 @@ async def changed_heads(log: EventLog, since: str | None) -> list[AnchoredHead]:
         if is_part_sk(item["sk"]["S"]):
             continue
         session_id = item["pk"]["S"][len(SESSION_PREFIX):]
-        seq = int(item["seq"]["N"])
-        if session_id not in heads or heads[session_id].seq < seq:
-            ttl = int(item["ttl"]["N"]) if "ttl" in item else None
-            heads[session_id] = AnchoredHead(session_id, seq, item["hash"]["S"], ttl)
+        ttl = whole_number(item["ttl"]) if "ttl" in item else None
+        try:
+            head = Head.of_item(item)
+        except CorruptEventError:
+            head = None
+        if head is None or ("ttl" in item and ttl is None):
+            continue  # no writer makes it (a table writer can): verify names it
+        if session_id not in heads or heads[session_id].seq < head.seq:
+            heads[session_id] = AnchoredHead(session_id, head.seq, head.hash, ttl)
     return list(heads.values())
 
 

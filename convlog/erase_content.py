@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventstore.client import DynamoClient
-from eventstore.errors import ConditionFailedError, InvalidInputError, PayloadStoreRequiredError
+from eventstore.errors import (
+    ConditionFailedError,
+    CorruptEventError,
+    InvalidInputError,
+    PayloadStoreRequiredError,
+)
 from eventstore.events import ItemsAdded, ItemsReplaced, UsageRecorded
 from eventstore.keys import (
     CACHE_REF_PREFIX,
@@ -40,6 +45,7 @@ from eventstore.keys import (
     is_part_sk,
     seq_of,
     session_pk,
+    whole_number,
 )
 from eventstore.limits import DEFAULT_MAX_STATE_BYTES
 from eventstore.log import EventLog
@@ -93,6 +99,7 @@ async def erase_user_content(
 
     Raises:
         InvalidInputError: An event of the user is of hash schema 1 (nothing written).
+        CorruptEventError: An event of the user has no schema version (nothing written).
         PayloadStoreRequiredError: An event of the user keeps its payload in S3 and no
             ``payloads`` is given (nothing written).
         ConditionFailedError: An event changed while it was being erased.
@@ -104,7 +111,13 @@ async def erase_user_content(
     heads = [i for i in items if is_event_sk(i["sk"]["S"]) and not is_part_sk(i["sk"]["S"])
              and i.get("user_id", {}).get("S") == user_id
              and i.get("type", {}).get("S") in ERASABLE]
-    old = [seq_of(h["sk"]["S"]) for h in heads if int(h["v"]["N"]) < 2]
+    versions = {seq_of(h["sk"]["S"]): whole_number(h.get("v")) for h in heads}
+    malformed = [seq for seq, v in versions.items() if v is None]
+    if malformed:  # no writer makes them (a table writer can): nothing is written
+        raise CorruptEventError(
+            f"session {session_id!r}: events {malformed[:5]} of {user_id!r} have no schema "
+            "version; convlog verify names what is wrong")
+    old = [seq for seq, v in versions.items() if v is not None and v < 2]
     if old:
         raise InvalidInputError(
             f"session {session_id!r}: events {old[:5]} of {user_id!r} use hash schema 1, "

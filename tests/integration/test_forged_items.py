@@ -19,6 +19,7 @@ import pytest
 from cli_helpers import cli, run, tool_turn
 from projection_support import make_pump
 
+from convlog.anchor_run import create_anchor_resources
 from convlog.console.service import ConsoleService
 from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession, ToolCache, list_sessions
@@ -205,3 +206,54 @@ def test_a_forged_tool_entry_is_a_miss(
     run(ConsoleService(boto3_client, table).tool_entries(sid))
     run(writer.add_items(tool_turn(2, "Oslo")))
     make_pump(endpoint, table, max_retries=0, on_exhausted="stop").drain()
+
+
+@pytest.fixture
+def digests(endpoint: EmbeddedEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh locked digest bucket and signing key, found by ``convlog`` in the env."""
+    bucket = f"digests-{uuid.uuid4().hex[:10]}"
+    key_id = create_anchor_resources(endpoint.client("s3"), endpoint.client("kms"), bucket)
+    monkeypatch.setenv("CONVLOG_DIGEST_BUCKET", bucket)
+    monkeypatch.setenv("CONVLOG_SIGNING_KEY", key_id)
+
+
+@pytest.mark.parametrize(("sk", "attr", "value"), [
+    ("EVENT#000000000003", "seq", {"S": "3"}), ("EVENT#000000000003", "seq", {"N": "1.5"}),
+    ("EVENT#000000000003", "ttl", {"S": "soon"}), ("EVENT#000000000003", "hash", None),
+    ("EVENT#zzz", "seq", {"N": "7"}),
+])
+def test_anchor_runs_past_a_forged_event_row_and_verify_names_it(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, digests: None,
+    capsys: pytest.CaptureFixture[str], sk: str, attr: str, value: Any,
+) -> None:
+    """One tenant's forged row does not stop the anchor for every session."""
+    good, sid = (projected(endpoint, boto3_client, table) for _ in range(2))
+    if sk == "EVENT#zzz":
+        boto3_client.put_item(TableName=table, Item=key(sid, sk))
+    forge(boto3_client, table, key(sid, sk), attr, value)
+    anchored = cli(capsys, endpoint, table, "anchor")
+    one_line(anchored)
+    assert anchored.code == 0, anchored
+    assert cli(capsys, endpoint, table, "verify", good).code == 0
+    broken = cli(capsys, endpoint, table, "verify", sid)
+    one_line(broken)
+    assert broken.code == 1 and broken.out.startswith(f"BROKEN  {sid}"), broken
+
+
+@pytest.mark.parametrize(("attr", "value"), [
+    ("v", {"S": "2"}), ("v", {"N": "1.5"}), ("v", None), ("seq", {"S": "2"}),
+])
+def test_purge_of_shared_content_with_a_forged_event_is_one_line(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, digests: None,
+    capsys: pytest.CaptureFixture[str], attr: str, value: Any,
+) -> None:
+    """``purge --shared content`` over a session with a malformed event of the user: a
+    one-line error (it crashed with a traceback on a ``v`` that is no whole number)."""
+    sid = f"forged-{uuid.uuid4().hex[:8]}"
+    run(DynamoDBSession(sid, boto3_client, table, user_id="ann").add_items([msg("a")]))
+    run(DynamoDBSession(sid, boto3_client, table, user_id="bob").add_items([msg("b")]))
+    forge(boto3_client, table, key(sid, "EVENT#000000000001"), attr, value)
+    result = cli(capsys, endpoint, table, "purge", "--user", "ann", "--shared", "content",
+                 "--yes")
+    one_line(result)
+    assert result.code == 2 and result.err.startswith("convlog purge: error: "), result
