@@ -40,7 +40,7 @@ from .errors import (
     PayloadMissingError,
     StorageError,
 )
-from .keys import session_pk
+from .keys import session_pk, whole_number
 from .limits import bounded_inflate
 from .records import OBJECT_ATTR, Body
 
@@ -367,9 +367,12 @@ async def referenced_keys(
         if on_scanned is not None:
             on_scanned(int(page.get("ScannedCount", 0)))
         for item in page.get("Items", []):
-            if "ttl" in item and int(item["ttl"]["N"]) <= at:
-                continue
-            keys.add(str(item[OBJECT_ATTR]["S"]))
+            ttl = whole_number(item["ttl"]) if "ttl" in item else None
+            if ttl is not None and ttl <= at:
+                continue  # a ttl no writer makes (a table writer's) keeps the object
+            key = item[OBJECT_ATTR].get("S")
+            if isinstance(key, str):  # another type names no object
+                keys.add(key)
         if "LastEvaluatedKey" not in page:
             return keys
         params["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -50,6 +50,7 @@ from .keys import (
     session_pk,
     user_index_problem,
     user_pk,
+    whole_number,
 )
 from .limits import DEFAULT_MAX_STATE_BYTES
 from .records import MAX_PAYLOAD_BYTES, AttrMap, object_ref
@@ -76,13 +77,9 @@ if TYPE_CHECKING:
     from .client import DynamoClient
     from .payloads import PayloadStore
 
-# A view is replaced by a newer one, or by any one once it has expired (a session whose
-# every event expired starts again at seq 1 and must not stay behind the stale view).
-# One whose seq or ttl is no number (a table writer's) is replaced too; the type checks
-# come first (a comparison across types matches nothing, and moto's server fails on it).
+# Replace an older view, an expired one (its session restarts at seq 1), a table writer's.
 VIEW_CONDITION = ("attribute_not_exists(pk) OR NOT attribute_type(seq, :num) OR seq < :seq "
-                  "OR (attribute_type(#ttl, :num) AND #ttl < :now) "
-                  "OR (attribute_exists(#ttl) AND NOT attribute_type(#ttl, :num))")
+                  "OR (attribute_type(#ttl, :num) AND #ttl < :now)")  # types checked first
 META_VERSION = 1
 CHUNK_WRITES = 8  # chunk puts in flight at once (a state sealed anew writes many)
 
@@ -242,9 +239,8 @@ async def view_state(
     on), or with ``whole`` to every entry (``parts`` then holds its chunks).
     """
     part_keys = tuple(sorted(p["sk"]["S"] for p in parts))
-    if meta_item is not None and "purged" in meta_item and int(
-        meta_item.get("ttl", {}).get("N", "0")
-    ) > time.time():
+    ttl = whole_number(meta_item.get("ttl")) if meta_item else None  # a table writer's: none
+    if meta_item is not None and "purged" in meta_item and (ttl or 0) > time.time():
         return ViewState(part_keys=part_keys, purged=True)
     snapshot = meta = None
     try:
@@ -382,8 +378,7 @@ def _replace_condition(seq: int) -> dict[str, Any]:
         "ConditionExpression": VIEW_CONDITION,
         "ExpressionAttributeNames": {"#ttl": "ttl"},
         "ExpressionAttributeValues": {
-            ":seq": {"N": str(seq)}, ":now": {"N": str(int(time.time()))},
-            ":num": {"S": "N"},
+            ":seq": {"N": str(seq)}, ":now": {"N": str(int(time.time()))}, ":num": {"S": "N"},
         },
     }
 

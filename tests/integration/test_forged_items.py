@@ -25,6 +25,7 @@ from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession, ToolCache, list_sessions
 from eventstore.errors import ConvlogError, CorruptEventError, InvalidInputError
 from eventstore.keys import META_SK, SNAPSHOT_SK, session_pk
+from stream_handlers.projector import build_handler
 
 Forgery = tuple[str, dict[str, Any] | None]  # attribute, value (None: removed)
 
@@ -257,3 +258,91 @@ def test_purge_of_shared_content_with_a_forged_event_is_one_line(
                  "--yes")
     one_line(result)
     assert result.code == 2 and result.err.startswith("convlog purge: error: "), result
+
+
+@pytest.mark.parametrize(("sk", "attr", "value"), [
+    ("EVENT#000000000004", "seq", {"S": "4"}), ("EVENT#000000000004", "seq", {"N": "1E+40"}),
+    ("EVENT#000000000004", "hash", None), ("EVENT#000000000004", "ttl", {"S": "soon"}),
+    ("EVENT#000000000004", "v", {"N": "1.5"}), ("EVENT#000000000004", "parts", {"N": "1.5"}),
+    ("EVENT#000000000004", "parts", {"N": "3"}), ("EVENT#000000000004", "obj", {"N": "1"}),
+    ("EVENT#zzz", "seq", {"N": "4"}), ("EVENT#000000000004#0001", "seq", {"S": "4"}),
+])
+def test_the_projector_never_raises_on_a_forged_event_insert(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, sk: str, attr: str, value: Any,
+) -> None:
+    """A table writer's new row under ``EVENT#``: the handler reports or skips it (the
+    session's views stay at the last event the chain proves); it never raises."""
+    sid = projected(endpoint, boto3_client, table)
+    item = boto3_client.get_item(TableName=table, Key=key(sid, "EVENT#000000000003"),
+                                 ConsistentRead=True)["Item"]
+    item = {**item, "sk": {"S": sk}, "seq": {"N": "4"}}
+    if value is None:
+        del item[attr]
+    else:
+        item[attr] = value
+    boto3_client.put_item(TableName=table, Item=item)
+    handler, raised = build_handler(endpoint.client("dynamodb"), table), []
+
+    def watched(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return handler(event, context)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    make_pump(endpoint, table, watched, max_retries=1).drain()
+    assert raised == []
+    snapshot = boto3_client.get_item(TableName=table, Key=key(sid, SNAPSHOT_SK),
+                                     ConsistentRead=True)["Item"]
+    assert snapshot["seq"] == {"N": "3"}
+
+
+@pytest.mark.parametrize("ttl", [{"N": "1.5"}, {"S": "soon"}, {"N": "1E+40"}, {"N": "-3"}])
+def test_a_tombstone_with_a_forged_ttl_breaks_no_projection(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, ttl: dict[str, Any],
+) -> None:
+    """A META that looks like a purge tombstone but whose ``ttl`` is no whole number."""
+    sid = projected(endpoint, boto3_client, table)
+    forge(boto3_client, table, key(sid, META_SK), "purged", {"N": "3"})
+    forge(boto3_client, table, key(sid, META_SK), "ttl", ttl)
+    session = DynamoDBSession(sid, boto3_client, table, user_id="ann")
+    run(session.add_items([msg("m4")]))
+    handler, raised = build_handler(endpoint.client("dynamodb"), table), []
+
+    def watched(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return handler(event, context)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    pump = make_pump(endpoint, table, watched, max_retries=1)
+    pump.drain()
+    assert raised == [] and (pump.stats.retries, pump.stats.skipped) == (0, 0)
+    snapshot = boto3_client.get_item(TableName=table, Key=key(sid, SNAPSHOT_SK),
+                                     ConsistentRead=True)["Item"]
+    assert snapshot["seq"] == {"N": "4"}
+    assert run(session.get_items()) == [msg("m1"), msg("m2"), msg("m3"), msg("m4")]
+
+
+FORGED_OBJECT = "sessions/forged/object"
+
+
+@pytest.mark.parametrize(("obj", "ttl"), [
+    ({"S": FORGED_OBJECT}, {"S": "soon"}), ({"S": FORGED_OBJECT}, {"N": "1.5"}),
+    ({"S": FORGED_OBJECT}, {"N": "1E+40"}), ({"N": "1"}, None), ({"BOOL": True}, {"N": "1"}),
+])
+def test_the_sweeper_reads_past_a_forged_object_reference(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, bucket: str, s3_client: Any,
+    capsys: pytest.CaptureFixture[str], obj: dict[str, Any], ttl: dict[str, Any] | None,
+) -> None:
+    """An item whose ``obj`` or ``ttl`` no writer makes: ``convlog sweep`` runs (it
+    crashed on the ttl), and an object such an item names is kept, not deleted."""
+    s3_client.put_object(Bucket=bucket, Key=FORGED_OBJECT, Body=b"x")
+    item = {**key(f"forged-{uuid.uuid4().hex[:8]}", "EVENT#000000000001"), "obj": obj}
+    boto3_client.put_item(TableName=table, Item={**item, **({"ttl": ttl} if ttl else {})})
+    swept = cli(capsys, endpoint, table, "sweep", "--bucket", bucket, "--min-age", "0",
+                "--dry-run")
+    one_line(swept)
+    assert swept.code == 0, swept
+    assert (FORGED_OBJECT in swept.out) == ("S" not in obj), swept.out
