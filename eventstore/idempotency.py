@@ -87,6 +87,10 @@ async def recognise(log: EventLog, session_id: str, token: str) -> Recognised:
     One consistent ``Query`` (keys, seq, hash and token only) also yields the head, so a
     fresh session pays nothing extra for it; when the token is found, one ``GetItem``
     (plus parts, if any) reads the event itself.
+
+    Raises:
+        CorruptEventError: The newest row, or the row carrying ``token``, has no whole
+            seq or no hash (no writer makes one; a table writer can).
     """
     response = await log.db.call(
         "query",
@@ -106,7 +110,7 @@ async def recognise(log: EventLog, session_id: str, token: str) -> Recognised:
     head = Head.of_item(rows[0]) if rows else Head()
     for row in rows:
         if row.get("token", {}).get("S") == token:
-            seq = int(row["seq"]["N"])
+            seq = Head.of_item(row).seq  # CorruptEventError if no writer made the row
             async for stored in log.iter_events(session_id, after_seq=seq - 1, upto_seq=seq):
                 return Recognised(head, stored)
     return Recognised(head, None)

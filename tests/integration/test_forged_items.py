@@ -24,6 +24,7 @@ from convlog.console.service import ConsoleService
 from convlog.local import EmbeddedEndpoint
 from eventstore import DynamoDBSession, ToolCache, list_sessions
 from eventstore.errors import ConvlogError, CorruptEventError, InvalidInputError
+from eventstore.idempotency import derive_token
 from eventstore.keys import META_SK, SNAPSHOT_SK, session_pk
 from stream_handlers.projector import build_handler
 
@@ -346,3 +347,18 @@ def test_the_sweeper_reads_past_a_forged_object_reference(
     one_line(swept)
     assert swept.code == 0, swept
     assert (FORGED_OBJECT in swept.out) == ("S" not in obj), swept.out
+
+
+@pytest.mark.parametrize("seq", [{"S": "2"}, {"N": "1.5"}, None])
+def test_a_forged_row_carrying_a_retrys_token_is_a_corrupt_event(
+    endpoint: EmbeddedEndpoint, boto3_client: Any, table: str, seq: dict[str, Any] | None,
+) -> None:
+    """Tokens derive from the idempotency key: a row that carries one and no whole seq
+    makes the retry a ``CorruptEventError`` (it was a bare ``KeyError``/``ValueError``)."""
+    sid = projected(endpoint, boto3_client, table)
+    token = derive_token("retry-4", "add", [msg("m4")])
+    forge(boto3_client, table, key(sid, "EVENT#000000000002"), "token", {"S": token})
+    forge(boto3_client, table, key(sid, "EVENT#000000000002"), "seq", seq)
+    session = DynamoDBSession(sid, boto3_client, table, user_id="ann")
+    with pytest.raises(CorruptEventError):
+        run(session.add_items([msg("m4")], idempotency_key="retry-4"))
