@@ -87,6 +87,22 @@ class ContentErasure:
     """The last seq of the user's events erased (what a signed record must cover)."""
 
 
+@dataclass(frozen=True)
+class PreparedErasure:
+    """What ``prepare_erasure`` read and checked of one session; nothing written yet."""
+
+    session_id: str
+    user_id: str
+    items: list[AttrMap]
+    heads: list[AttrMap]
+    shapes: dict[str, AttrMap]  # what each event still to erase keeps, by its key
+
+    @property
+    def through(self) -> int:
+        """The last seq of the user's events it will erase (what a record must cover)."""
+        return max((seq_of(h["sk"]["S"]) for h in self.heads), default=0)
+
+
 async def erase_user_content(
     db: DynamoClient, table: str, session_id: str, user_id: str,
     *, payloads: PayloadStore | None = None,
@@ -96,6 +112,7 @@ async def erase_user_content(
     An event whose payload lives in the payload bucket loses its reference, and, with
     ``payloads``, the object too (unless a kept event of the session has the same
     content); the old snapshot's object, which folds the user's content, goes as well.
+    ``prepare_erasure`` then ``apply_erasure``: every read and check before any write.
 
     Raises:
         InvalidInputError: An event of the user is of hash schema 1 (nothing written).
@@ -103,6 +120,22 @@ async def erase_user_content(
         PayloadStoreRequiredError: An event of the user keeps its payload in S3 and no
             ``payloads`` is given (nothing written).
         ConditionFailedError: An event changed while it was being erased.
+    """
+    prepared = await prepare_erasure(db, table, session_id, user_id, payloads=payloads)
+    return await apply_erasure(db, table, prepared, payloads=payloads)
+
+
+async def prepare_erasure(
+    db: DynamoClient, table: str, session_id: str, user_id: str,
+    *, payloads: PayloadStore | None = None,
+) -> PreparedErasure:
+    """Read the session and check that the user's content can be erased; write nothing.
+
+    Raises:
+        InvalidInputError: An event of the user is of hash schema 1.
+        CorruptEventError: An event of the user has no schema version.
+        PayloadStoreRequiredError: An event of the user keeps its payload in S3 and no
+            ``payloads`` is given.
     """
     items = [i async for i in db.items(
         "query", TableName=table, KeyConditionExpression="pk = :pk",
@@ -123,7 +156,6 @@ async def erase_user_content(
             f"session {session_id!r}: events {old[:5]} of {user_id!r} use hash schema 1, "
             "which hashes the content inline; purge the whole session instead"
         )
-    now = int(time.time())
     mine = {h["sk"]["S"] for h in heads}
     part_items: dict[str, list[AttrMap]] = {}
     for i in items:
@@ -132,7 +164,21 @@ async def erase_user_content(
             part_items.setdefault(sk.rsplit("#", 1)[0], []).append(i)
     todo = [h for h in heads if h.get("enc", {}).get("S") != ERASED_ENCODING]
     shapes = {h["sk"]["S"]: await _shape_of(h, part_items.get(h["sk"]["S"], []), payloads)
-              for h in todo}  # every read before the first write
+              for h in todo}
+    return PreparedErasure(session_id, user_id, items, heads, shapes)
+
+
+async def apply_erasure(
+    db: DynamoClient, table: str, prepared: PreparedErasure,
+    *, payloads: PayloadStore | None = None,
+) -> ContentErasure:
+    """Erase what ``prepare_erasure`` found (``ConditionFailedError``: an event changed)."""
+    session_id, user_id = prepared.session_id, prepared.user_id
+    items, heads = prepared.items, prepared.heads
+    now = int(time.time())
+    mine = {h["sk"]["S"] for h in heads}
+    todo = [h for h in heads if h["sk"]["S"] in prepared.shapes]
+    shapes = prepared.shapes
     for head in todo:
         await _erase_event(db, table, head, shapes[head["sk"]["S"]], now)
     parts = [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items
@@ -156,8 +202,7 @@ async def erase_user_content(
         gone = {ref[0] for i in [*heads, *(i for i in items if i["sk"]["S"] == SNAPSHOT_SK)]
                 if (ref := object_ref(i)) is not None}
         await payloads.delete(sorted(gone - kept))
-    return ContentErasure(session_id, len(heads), entries,
-                          max((seq_of(h["sk"]["S"]) for h in heads), default=0))
+    return ContentErasure(session_id, len(heads), entries, prepared.through)
 
 
 async def _erase_event(

@@ -3,7 +3,9 @@
 A confirmed ``PurgePlan`` (``convlog.purge``) is carried out by ``carry_out_purge``:
 
 1. With ``erase_content_of`` (``--shared content``), the sessions the user shares with
-   others are not deleted: the purge signs what it will erase (``convlog.purge_record``),
+   others are not deleted: the purge reads and checks them all (``prepare_erasure``: a
+   schema 1 or malformed event stops it before anything is signed or written), signs
+   what it will erase (``convlog.purge_record``),
    erases only that user's content (``convlog.erase_content``), then signs again through
    the seq each erasure reached (a racing writer may have appended meanwhile). Those
    sessions leave the plan.
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from eventstore.user_usage import forget_usage
 
-from .erase_content import ContentErasure, erase_user_content
+from .erase_content import ContentErasure, apply_erasure, prepare_erasure
 from .purge import PurgePlan, execute_purge
 
 if TYPE_CHECKING:
@@ -102,10 +104,11 @@ async def carry_out_purge(
 
     shared = sorted(plan.shared()) if erase_content_of is not None else []
     if erase_content_of is not None and shared:
+        prepared = [await prepare_erasure(db, table, sid, erase_content_of, payloads=payloads)
+                    for sid in shared]  # every session read and checked before the record
         await sign({sid: plan.heads[sid] for sid in shared}, erase_content_of)
-        for sid in shared:
-            outcome.erased.append(await erase_user_content(
-                db, table, sid, erase_content_of, payloads=payloads))
+        for one in prepared:
+            outcome.erased.append(await apply_erasure(db, table, one, payloads=payloads))
         await sign({e.session_id: e.through for e in outcome.erased}, erase_content_of)
     rest = outcome.plan
     if rest.empty:

@@ -39,7 +39,7 @@ from typing import Any
 from .client import DynamoClient, wrap_client
 from .errors import ConditionFailedError, InvalidInputError, StorageError
 from .events import USAGE_FIELDS
-from .keys import user_index_problem, user_pk
+from .keys import user_index_problem, user_pk, whole_number
 from .records import StoredEvent
 
 USAGE_SHARDS = 8
@@ -177,15 +177,8 @@ async def read_user_usage(client: Any, table_name: str, user_id: str) -> UsageTo
 
 def _counts(item: Mapping[str, Any]) -> list[int] | None:
     """The four counts of a shard item (absent ones 0); ``None`` unless whole numbers."""
-    counts = []
-    for name in USAGE_FIELDS:
-        value = item.get(name, {"N": "0"})
-        text = value.get("N") if isinstance(value, Mapping) else None
-        if (not isinstance(text, str) or not text.isascii() or not text.isdigit()
-                or len(text) > 38):  # DynamoDB keeps 38 digits
-            return None  # a string, a fraction, an exponent or a sign: not a count
-        counts.append(int(text))
-    return counts
+    counts = [whole_number(item.get(name, {"N": "0"})) for name in USAGE_FIELDS]
+    return None if None in counts else [c for c in counts if c is not None]
 
 
 async def forget_usage(

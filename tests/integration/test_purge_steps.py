@@ -19,6 +19,7 @@ from convlog.purge_record import PurgeSigner
 from convlog.purge_steps import carry_out_purge
 from eventstore import DynamoDBSession
 from eventstore.client import wrap_client
+from eventstore.errors import CorruptEventError
 from eventstore.user_usage import UsageTotals, read_user_usage
 from tests.advanced.test_user_usage import spend
 from tests.integration.projection_support import make_pump
@@ -100,3 +101,25 @@ async def test_a_content_only_purge_drops_the_users_totals(
     assert outcome.plan.empty and [e.session_id for e in outcome.erased] == ["spent"]
     assert await read_user_usage(boto3_client, table, "ann") == UsageTotals()
     assert await read_user_usage(boto3_client, table, "bob") == UsageTotals(1, 10, 2, 12)
+
+
+async def test_an_erasure_that_cannot_run_is_not_signed(
+    boto3_client: Any, table: str
+) -> None:
+    """A table writer's malformed event of the user (no schema version) stops the content
+    erasure: every shared session is read and checked before the first record is signed,
+    so no record claims an erasure that never happened, and nothing is written."""
+    await shared_session(boto3_client, table, "forged")
+    await shared_session(boto3_client, table, "fine")
+    key = {"pk": {"S": "SESSION#forged"}, "sk": {"S": "EVENT#000000000001"}}
+    item = boto3_client.get_item(TableName=table, Key=key)["Item"]
+    item["v"] = {"S": "two"}
+    boto3_client.put_item(TableName=table, Item=item)
+    before = {sid: await texts(boto3_client, table, sid) for sid in ("fine",)}
+    db = wrap_client(boto3_client)
+    signer = WatchingSigner(boto3_client, table, "fine")
+    with pytest.raises(CorruptEventError, match="no schema version"):
+        await carry_out_purge(db, table, await plan_purge(db, table, user_id="alice"),
+                              erase_content_of="alice", signer=cast(PurgeSigner, signer))
+    assert signer.calls == []
+    assert {sid: await texts(boto3_client, table, sid) for sid in ("fine",)} == before
