@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from cli_helpers import cli, run, tool_turn
 from projection_support import make_pump
+from test_integrity_views import msg, projected
 
 from convlog.anchor_run import create_anchor_resources
 from convlog.console.service import ConsoleService
@@ -31,10 +32,6 @@ from stream_handlers.projector import build_handler
 Forgery = tuple[str, dict[str, Any] | None]  # attribute, value (None: removed)
 
 
-def msg(text: str) -> dict[str, Any]:
-    return {"role": "user", "content": text}
-
-
 def forge(client: Any, table: str, key: dict[str, Any], attr: str, value: Any) -> None:
     """Set (or remove) one attribute of an item, as a table writer can."""
     if value is None:
@@ -46,14 +43,20 @@ def forge(client: Any, table: str, key: dict[str, Any], attr: str, value: Any) -
                            ExpressionAttributeValues={":v": value})
 
 
-def projected(endpoint: EmbeddedEndpoint, client: Any, table: str) -> str:
-    """A session of three messages whose views (META, SNAPSHOT) the projector wrote."""
-    sid = f"forged-{uuid.uuid4().hex[:8]}"
-    writer = DynamoDBSession(sid, client, table, user_id="ann")
-    for n in (1, 2, 3):
-        run(writer.add_items([msg(f"m{n}")]))
-    make_pump(endpoint, table).drain()
-    return sid
+def drain_watching(endpoint: EmbeddedEndpoint, table: str) -> tuple[Any, list[Exception]]:
+    """Drain the stream through the projector (one retry), keeping what it raised."""
+    handler, raised = build_handler(endpoint.client("dynamodb"), table), []
+
+    def watched(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return handler(event, context)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    pump = make_pump(endpoint, table, watched, max_retries=1)
+    pump.drain()
+    return pump, raised
 
 
 def key(sid: str, sk: str) -> dict[str, Any]:
@@ -282,16 +285,7 @@ def test_the_projector_never_raises_on_a_forged_event_insert(
     else:
         item[attr] = value
     boto3_client.put_item(TableName=table, Item=item)
-    handler, raised = build_handler(endpoint.client("dynamodb"), table), []
-
-    def watched(event: dict[str, Any], context: Any) -> Any:
-        try:
-            return handler(event, context)
-        except Exception as exc:
-            raised.append(exc)
-            raise
-
-    make_pump(endpoint, table, watched, max_retries=1).drain()
+    _, raised = drain_watching(endpoint, table)
     assert raised == []
     snapshot = boto3_client.get_item(TableName=table, Key=key(sid, SNAPSHOT_SK),
                                      ConsistentRead=True)["Item"]
@@ -308,17 +302,7 @@ def test_a_tombstone_with_a_forged_ttl_breaks_no_projection(
     forge(boto3_client, table, key(sid, META_SK), "ttl", ttl)
     session = DynamoDBSession(sid, boto3_client, table, user_id="ann")
     run(session.add_items([msg("m4")]))
-    handler, raised = build_handler(endpoint.client("dynamodb"), table), []
-
-    def watched(event: dict[str, Any], context: Any) -> Any:
-        try:
-            return handler(event, context)
-        except Exception as exc:
-            raised.append(exc)
-            raise
-
-    pump = make_pump(endpoint, table, watched, max_retries=1)
-    pump.drain()
+    pump, raised = drain_watching(endpoint, table)
     assert raised == [] and (pump.stats.retries, pump.stats.skipped) == (0, 0)
     snapshot = boto3_client.get_item(TableName=table, Key=key(sid, SNAPSHOT_SK),
                                      ConsistentRead=True)["Item"]
